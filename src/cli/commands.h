@@ -1,0 +1,14 @@
+// The `lumen` subcommands; each registers itself on the CLI11 app and runs
+// when selected.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace lumen::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_info_command(CLI::App& app);
+Runner add_make_random_command(CLI::App& app);
+
+}  // namespace lumen::cli

@@ -1,0 +1,77 @@
+#include "nn/layers.h"
+
+#include <cmath>
+
+namespace lumen::nn {
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
+  weight = register_parameter("weight", torch::empty({out, in}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+}
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+
+Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_,
+                       bool with_bias)
+    : stride(stride_), padding(padding_) {
+  weight = register_parameter("weight", torch::empty({out, in, kernel, kernel}));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+}
+torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+  return torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+}
+
+GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_)
+    : groups(groups_), eps(eps_) {
+  weight = register_parameter("weight", torch::empty({channels}));
+  bias = register_parameter("bias", torch::empty({channels}));
+}
+torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
+  return torch::group_norm(x, groups, weight, bias, eps);
+}
+
+LayerNormImpl::LayerNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::empty({dim}));
+  bias = register_parameter("bias", torch::empty({dim}));
+}
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t dim) {
+  weight = register_parameter("weight", torch::empty({count, dim}));
+}
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
+
+torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                   const torch::Tensor& v, int64_t heads, bool upcast,
+                                   const torch::Tensor& additive_mask) {
+  const int64_t b = q.size(0), sq = q.size(1), sk = k.size(1);
+  const int64_t d = q.size(2) / heads;
+  auto split = [&](const torch::Tensor& t, int64_t s) {
+    return t.reshape({b, s, heads, d}).transpose(1, 2);  // [B,H,S,D]
+  };
+  auto qh = split(q, sq), kh = split(k, sk), vh = split(v, sk);
+  const bool in_float = upcast || q.scalar_type() != torch::kFloat;
+  if (in_float) {
+    qh = qh.to(torch::kFloat);
+    kh = kh.to(torch::kFloat);
+  }
+  auto scores = torch::matmul(qh, kh.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(d)));
+  if (additive_mask.defined()) scores = scores + additive_mask;
+  auto probs = scores.softmax(-1).to(vh.scalar_type());
+  return torch::matmul(probs, vh).transpose(1, 2).reshape({b, sq, heads * d});
+}
+
+torch::Tensor timestep_embedding(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos,
+                                 double freq_shift) {
+  const int64_t half = dim / 2;
+  auto exponent = -std::log(10000.0) *
+                  torch::arange(0, half, torch::TensorOptions().dtype(torch::kFloat)) /
+                  (static_cast<double>(half) - freq_shift);
+  auto emb = timesteps.to(torch::kFloat).unsqueeze(1) * exponent.exp().unsqueeze(0);
+  emb = flip_sin_to_cos ? torch::cat({emb.cos(), emb.sin()}, -1) : torch::cat({emb.sin(), emb.cos()}, -1);
+  if (dim % 2 == 1) emb = torch::constant_pad_nd(emb, {0, 1});
+  return emb;
+}
+
+}  // namespace lumen::nn

@@ -1,0 +1,59 @@
+// Plain layers whose parameters are created empty: weights always come from a
+// checkpoint, so random initialisation would only waste start-up time.
+// Parameter names follow PyTorch's (weight, bias) so state-dict keys match.
+#pragma once
+#include <torch/torch.h>
+
+namespace lumen::nn {
+
+struct LinearImpl : torch::nn::Module {
+  LinearImpl(int64_t in, int64_t out, bool bias = true);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+struct Conv2dImpl : torch::nn::Module {
+  Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
+             bool bias = true);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  int64_t stride, padding;
+};
+TORCH_MODULE(Conv2d);
+
+struct GroupNormImpl : torch::nn::Module {
+  GroupNormImpl(int64_t groups, int64_t channels, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  int64_t groups;
+  double eps;
+};
+TORCH_MODULE(GroupNorm);
+
+struct LayerNormImpl : torch::nn::Module {
+  LayerNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight, bias;
+  double eps;
+};
+TORCH_MODULE(LayerNorm);
+
+struct EmbeddingImpl : torch::nn::Module {
+  EmbeddingImpl(int64_t count, int64_t dim);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// softmax(q k^T / sqrt(d)) v over `heads` heads; q [B,Sq,H*D], k/v [B,Sk,H*D].
+// Scores are computed in float32 when `upcast` is set or inputs are reduced precision.
+torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                   const torch::Tensor& v, int64_t heads, bool upcast,
+                                   const torch::Tensor& additive_mask = {});
+
+// Sinusoidal timestep embedding, as diffusers' get_timestep_embedding.
+torch::Tensor timestep_embedding(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos,
+                                 double freq_shift);
+
+}  // namespace lumen::nn

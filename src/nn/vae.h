@@ -1,0 +1,35 @@
+// AutoencoderKL (the SD-family VAE), parameter names as diffusers'.
+#pragma once
+#include <torch/torch.h>
+
+#include "model/configs.h"
+#include "nn/blocks.h"
+
+namespace lumen::nn {
+
+struct AutoencoderKLImpl : torch::nn::Module {
+  explicit AutoencoderKLImpl(const VaeConfig& config);
+  // image in [-1,1] → moments [B, 2·latent, h, w] (mean, logvar).
+  torch::Tensor encode_moments(const torch::Tensor& image);
+  // Unscaled latents → image (roughly [-1,1]).
+  torch::Tensor decode(const torch::Tensor& latents);
+
+  VaeConfig config;
+  std::shared_ptr<torch::nn::Module> encoder, decoder;
+  Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
+
+ private:
+  torch::Tensor run_encoder(const torch::Tensor& x);
+  torch::Tensor run_decoder(const torch::Tensor& z);
+  struct Parts;
+  std::shared_ptr<Parts> parts_;
+};
+TORCH_MODULE(AutoencoderKL);
+
+// mean, logvar (clamped to [-30, 20]) and std of a moments tensor.
+struct LatentDistribution {
+  torch::Tensor mean, logvar, std;
+};
+LatentDistribution split_moments(const torch::Tensor& moments);
+
+}  // namespace lumen::nn

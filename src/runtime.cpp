@@ -1,0 +1,62 @@
+#include "runtime.h"
+
+#include <link.h>
+#include <sys/stat.h>
+
+#include <climits>
+#include <cstdlib>
+#include <thread>
+
+#include <torch/torch.h>
+
+namespace lumen {
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+void set_threads(int n) {
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+}
+
+std::string asset_dir() {
+  if (const char* env = std::getenv("LUMEN_ASSET_DIR"); env && *env) return env;
+#ifdef LUMEN_INSTALL_ASSET_DIR
+  if (is_dir(LUMEN_INSTALL_ASSET_DIR)) return LUMEN_INSTALL_ASSET_DIR;
+#endif
+#ifdef LUMEN_SOURCE_ASSET_DIR
+  if (is_dir(LUMEN_SOURCE_ASSET_DIR)) return LUMEN_SOURCE_ASSET_DIR;
+#endif
+  return "assets";
+}
+
+std::string asset_path(const std::string& relative) { return asset_dir() + "/" + relative; }
+
+std::string loaded_blas_library() {
+  std::string found;
+  dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        std::string name = info->dlpi_name ? info->dlpi_name : "";
+        if (name.find("libblas") != std::string::npos || name.find("openblas") != std::string::npos) {
+          char real[PATH_MAX];
+          *static_cast<std::string*>(data) = ::realpath(name.c_str(), real) ? real : name;
+          return 1;
+        }
+        return 0;
+      },
+      &found);
+  return found;
+}
+
+bool blas_is_reference() {
+  const std::string lib = loaded_blas_library();
+  return !lib.empty() && lib.find("openblas") == std::string::npos && lib.find("mkl") == std::string::npos &&
+         lib.find("blis") == std::string::npos;
+}
+
+}  // namespace lumen

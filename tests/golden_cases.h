@@ -1,0 +1,40 @@
+// The golden-data runner: reads the manifest under LUMEN_GOLDEN_DIR and checks
+// each case of a supported kind against the reference outputs.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace lumen::golden {
+
+std::string golden_dir();  // $LUMEN_GOLDEN_DIR or ../shared/golden
+
+struct Case {
+  std::string name, kind, dir;  // dir: absolute path of the case folder
+  nlohmann::json spec;          // case.json
+  std::map<std::string, torch::Tensor> io;
+  double atol = 0, rtol = 0;
+  std::string path(const std::string& relative) const { return dir + "/" + relative; }
+  torch::Tensor input(const std::string& name) const;  // "input_<name>", error if absent
+  bool has(const std::string& key) const { return io.count(key) > 0; }
+};
+
+struct Result {
+  bool pass = true;
+  double max_abs_err = 0;
+  std::string detail;  // first failure
+  // Element-wise |a-e| <= atol + rtol*|e| (exact for integers); NaNs must
+  // coincide when allowed.
+  void compare(const std::string& what, const torch::Tensor& actual, const torch::Tensor& expected, double atol,
+               double rtol, bool nan_equal = false);
+};
+
+Case load_case(const std::string& root, const nlohmann::json& manifest_entry);
+
+// Kinds this build implements; others print SKIP.
+bool kind_supported(const std::string& kind);
+Result run_case(const Case& c);
+
+}  // namespace lumen::golden

@@ -1,0 +1,154 @@
+// Loading models from diffusers folders and single files, and refusing bad ones.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "error.h"
+#include "io/safetensors_torch.h"
+#include "model/model_loader.h"
+#include "model/random_model.h"
+
+namespace {
+
+using lumen::Error;
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/lumen_load_XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf " + path).c_str()); }
+  std::string path;
+};
+
+std::string golden() {
+  const char* env = std::getenv("LUMEN_GOLDEN_DIR");
+  return env && *env ? env : "../shared/golden";
+}
+
+// Runs `f` and expects a lumen::Error whose message contains every needle.
+template <typename F>
+void expect_error(F f, std::initializer_list<std::string> needles) {
+  try {
+    f();
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+TEST(ModelLoading, RandomDiffusersFolderLoadsAndRuns) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 7);
+  auto plan = lumen::plan_model(model);
+  EXPECT_EQ(plan.format, "diffusers");
+  EXPECT_EQ(plan.family, lumen::ModelFamily::SD1);
+  EXPECT_EQ(plan.prediction_type, "epsilon");
+  EXPECT_GT(plan.components.at("unet").parameters, 0);
+  auto m = lumen::load_model(model);
+  torch::InferenceMode guard;
+  auto ids = torch::tensor(m.tokenizer->encode_padded("a red circle", 77, m.pad_id)).unsqueeze(0);
+  auto ctx = m.text_encoder->forward(ids).last_hidden_state;
+  auto out = m.unet->forward(torch::randn({2, 4, 8, 12}), torch::tensor({10.f}), ctx.expand({2, 77, 32}));
+  EXPECT_EQ(out.sizes(), torch::IntArrayRef({2, 4, 8, 12}));
+  EXPECT_TRUE(out.isfinite().all().item<bool>());
+  auto image = m.vae->decode(torch::randn({1, 4, 8, 8}));
+  EXPECT_EQ(image.sizes(), torch::IntArrayRef({1, 3, 16, 16}));
+}
+
+TEST(ModelLoadingBadInput, MissingPath) {
+  expect_error([] { lumen::plan_model("/nonexistent/model"); }, {"/nonexistent/model", "no such"});
+}
+
+TEST(ModelLoadingBadInput, PickleRefused) {
+  TempDir dir;
+  write(dir.path + "/m.ckpt", "not really");
+  expect_error([&] { lumen::plan_model(dir.path + "/m.ckpt"); }, {"m.ckpt", "pickled"});
+}
+
+TEST(ModelLoadingBadInput, FolderWithoutModelIndex) {
+  TempDir dir;
+  expect_error([&] { lumen::plan_model(dir.path); }, {dir.path, "model_index.json"});
+}
+
+TEST(ModelLoadingBadInput, UnknownArchitecture) {
+  TempDir dir;
+  const std::string path = dir.path + "/foo.safetensors";
+  lumen::save_safetensors(path, {{"foo", torch::ones({2})}, {"bar.weight", torch::ones({3, 3})}});
+  expect_error([&] { lumen::plan_model(path); }, {path});
+}
+
+TEST(ModelLoadingBadInput, ShapeMismatchNamesKeyAndShapes) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 1);
+  const std::string cfg = model + "/unet/config.json";
+  auto j = lumen::read_yaml_or_json(cfg);
+  j["cross_attention_dim"] = 48;
+  write(cfg, j.dump());
+  expect_error([&] { lumen::load_model(model); }, {"unet/diffusion_pytorch_model.safetensors", "attn2.to_k.weight", "[32,48]"});
+}
+
+TEST(ModelLoadingBadInput, MissingTensorInDiffusersFolder) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 1);
+  const std::string weights = model + "/vae/diffusion_pytorch_model.safetensors";
+  auto tensors = lumen::load_safetensors(weights);
+  std::map<std::string, torch::Tensor> copy;
+  for (auto& [k, v] : tensors) copy[k] = v.clone();
+  tensors.clear();
+  copy.erase("decoder.conv_out.weight");
+  lumen::save_safetensors(weights, copy);
+  expect_error([&] { lumen::load_model(model); }, {weights, "missing tensor 'decoder.conv_out.weight'"});
+}
+
+TEST(ModelLoadingBadInput, BadConfigField) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 1);
+  write(model + "/unet/config.json", R"({"block_out_channels": [32, 64], "down_block_types": ["Foo", "DownBlock2D"],
+      "up_block_types": ["UpBlock2D", "UpBlock2D"]})");
+  expect_error([&] { lumen::load_model(model); }, {"unet/config.json", "down_block_types", "Foo"});
+  write(model + "/unet/config.json", "{ not json");
+  expect_error([&] { lumen::plan_model(model); }, {"unet/config.json", "invalid JSON"});
+}
+
+TEST(ModelLoadingBadInput, BadOverrideYamlNamesLine) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 1);
+  const std::string yaml = dir.path + "/override.yaml";
+  write(yaml, "unet:\n  cross_attention_dim: [1, 2\n");
+  lumen::LoadOptions options;
+  options.config_override = yaml;
+  expect_error([&] { lumen::plan_model(model, options); }, {yaml, "line"});
+  write(yaml, "transformer: {a: 1}\n");
+  expect_error([&] { lumen::plan_model(model, options); }, {yaml, "'transformer' is not a component"});
+}
+
+TEST(ModelLoadingBadInput, SingleFileMissingTensor) {
+  const std::string src = golden() + "/checkpoint_convert/sd15_single_file/model.safetensors";
+  if (::access(src.c_str(), R_OK) != 0) GTEST_SKIP() << "golden data missing: " << src;
+  TempDir dir;
+  const std::string path = dir.path + "/broken.safetensors";
+  auto tensors = lumen::load_safetensors(src);
+  tensors.erase("model.diffusion_model.out.2.weight");
+  lumen::save_safetensors(path, tensors);
+  expect_error([&] { lumen::load_model(path); }, {path});
+}
+
+TEST(ModelLoadingBadInput, TruncatedSingleFile) {
+  const std::string src = golden() + "/checkpoint_convert/sd15_single_file/model.safetensors";
+  if (::access(src.c_str(), R_OK) != 0) GTEST_SKIP() << "golden data missing: " << src;
+  TempDir dir;
+  const std::string path = dir.path + "/truncated.safetensors";
+  std::system(("head -c 100000 " + src + " > " + path).c_str());
+  expect_error([&] { lumen::plan_model(path); }, {path, "past the end"});
+}
+
+}  // namespace
