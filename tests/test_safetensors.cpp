@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <random>
 
 #include "error.h"
 #include "io/safetensors_torch.h"
@@ -211,6 +212,40 @@ TEST(SafetensorsBadInput, UnknownKeyLookupNamesFileAndKey) {
     EXPECT_NE(std::string(e.what()).find("nope"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos);
   }
+}
+
+// Hostile files: random corruption of a valid header must give either a valid
+// file or a lumen::Error, never a crash, hang or other exception.
+TEST(SafetensorsBadInput, RandomHeaderCorruptionNeverCrashes) {
+  TempDir dir;
+  const std::string good = dir.file("good.safetensors");
+  lumen::save_safetensors(good, {{"a", torch::ones({3, 2})}, {"b", torch::arange(4, torch::kLong)}},
+                          {{"k", "v"}});
+  std::ifstream in(good, std::ios::binary);
+  const std::string original((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::mt19937 rng(1234);
+  const std::string alphabet = "{}[]\",:0123456789-eE.FIUBOLdtypeshapdaofs_ \\";
+  int opened = 0, refused = 0;
+  for (int round = 0; round < 3000; ++round) {
+    std::string bytes = original;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t pos = rng() % std::min<size_t>(bytes.size(), 8 + 160);
+      bytes[pos] = rng() % 3 ? alphabet[rng() % alphabet.size()] : static_cast<char>(rng());
+    }
+    if (rng() % 5 == 0) bytes.resize(rng() % bytes.size());
+    const std::string path = dir.file("fuzz.safetensors");
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+    try {
+      auto f = lumen::SafetensorsFile::open(path);
+      for (const auto& entry : f->entries()) lumen::tensor_view(f, entry).sum();
+      ++opened;
+    } catch (const Error&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_EQ(opened + refused, 3000);
 }
 
 }  // namespace

@@ -143,6 +143,14 @@ torch::Tensor AutoencoderKLImpl::decode(const torch::Tensor& latents) {
   return run_decoder(post_quant_conv ? post_quant_conv(latents) : latents);
 }
 
+torch::Tensor AutoencoderKLImpl::to_model_latents(const torch::Tensor& z) const {
+  return (z - config.shift_factor) * config.scaling_factor;
+}
+
+torch::Tensor AutoencoderKLImpl::from_model_latents(const torch::Tensor& latents) const {
+  return latents / config.scaling_factor + config.shift_factor;
+}
+
 LatentDistribution split_moments(const torch::Tensor& moments) {
   auto parts = moments.chunk(2, 1);
   LatentDistribution d;

@@ -13,6 +13,9 @@ struct AutoencoderKLImpl : torch::nn::Module {
   torch::Tensor encode_moments(const torch::Tensor& image);
   // Unscaled latents → image (roughly [-1,1]).
   torch::Tensor decode(const torch::Tensor& latents);
+  // The diffusion model works on (z − shift)·scale; these convert both ways.
+  torch::Tensor to_model_latents(const torch::Tensor& z) const;
+  torch::Tensor from_model_latents(const torch::Tensor& latents) const;
 
   VaeConfig config;
   std::shared_ptr<torch::nn::Module> encoder, decoder;
