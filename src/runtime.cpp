@@ -1,10 +1,10 @@
 #include "runtime.h"
 
 #include <link.h>
-#include <sys/stat.h>
 
 #include <climits>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include <torch/torch.h>
@@ -12,10 +12,7 @@
 namespace lumen {
 namespace {
 
-bool is_dir(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
+bool is_dir(const std::string& p) { return std::filesystem::is_directory(p); }
 
 }  // namespace
 

@@ -1,6 +1,5 @@
 // `lumen make-random`: a random-weight model folder for tests and benchmarks.
-#include <sys/stat.h>
-
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -23,8 +22,7 @@ Runner add_make_random_command(CLI::App& app) {
   cmd->add_flag("--overwrite", opt->overwrite, "replace an existing model folder");
   return [opt, cmd]() {
     if (!*cmd) return -1;
-    struct stat st {};
-    if (::stat(opt->out.c_str(), &st) == 0 && !opt->overwrite)
+    if (std::filesystem::exists(opt->out) && !opt->overwrite)
       throw Error(opt->out, "already exists (use --overwrite to replace it)");
     write_random_model(opt->out, opt->preset, opt->seed);
     std::cout << "wrote random " << opt->preset << " model to " << opt->out << "\n";

@@ -1,15 +1,12 @@
 #include "io/safetensors.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "io/atomic_file.h"
 #include "io/mmap_file.h"
 
 namespace lumen {
@@ -214,26 +211,14 @@ void write_safetensors(const std::string& path, const std::map<std::string, Tens
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path, "cannot write (temporary file " + tmp + ")");
-    uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
-    out.write(reinterpret_cast<const char*>(len), 8);
+  write_file_atomically(path, [&](std::ostream& out) {
+    char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>(text.size() >> (8 * i));
+    out.write(len, 8);
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& [name, t] : tensors)
       out.write(static_cast<const char*>(t.data), static_cast<std::streamsize>(t.nbytes));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(path, "write failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path, "cannot move the written file into place");
-  }
+  });
 }
 
 }  // namespace lumen

@@ -179,6 +179,7 @@ VaeConfig parse_vae_config(const json& j, const std::string& where) {
   c.shift_factor = f.get<double>("shift_factor", 0.0);
   c.use_quant_conv = f.get<bool>("use_quant_conv", true);
   c.use_post_quant_conv = f.get<bool>("use_post_quant_conv", true);
+  c.mid_block_add_attention = f.get<bool>("mid_block_add_attention", true);
   c.sample_size = f.get<int64_t>("sample_size", 512);
   f.require_absent_or("act_fn", "silu");
   for (const auto& t : f.get<std::vector<std::string>>("down_block_types", {}))

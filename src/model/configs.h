@@ -48,6 +48,7 @@ struct VaeConfig {
   double scaling_factor = 0.18215;
   double shift_factor = 0;  // SD3/Flux-style VAEs; 0 for the SD family
   bool use_quant_conv = true, use_post_quant_conv = true;
+  bool mid_block_add_attention = true;
   int64_t sample_size = 512;
   int64_t downsampling_factor() const { return int64_t{1} << (block_out_channels.size() - 1); }
 };

@@ -1,8 +1,8 @@
 #include "model/model_loader.h"
 
-#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "error.h"
@@ -16,14 +16,8 @@ using nlohmann::json;
 
 const char* const kComponents[] = {"unet", "vae", "text_encoder", "text_encoder_2"};
 
-bool exists(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
-}
-bool is_dir(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
+bool exists(const std::string& p) { return std::filesystem::exists(p); }
+bool is_dir(const std::string& p) { return std::filesystem::is_directory(p); }
 
 json read_json(const std::string& path) {
   std::ifstream in(path);

@@ -2,13 +2,12 @@
 // tiny, for memory and speed measurements and tests.
 #include "model/random_model.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "io/atomic_file.h"
 #include "io/safetensors_torch.h"
 #include "model/configs.h"
 #include "nn/clip_text.h"
@@ -64,24 +63,16 @@ Preset preset(const std::string& name) {
   return p;
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!(out << text)) throw Error(path, "cannot write");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error(path, "cannot move into place");
-}
-
 void copy_file(const std::string& from, const std::string& to) {
   std::ifstream in(from, std::ios::binary);
   if (!in) throw Error(from, "cannot open");
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  write_text(to, data);
+  write_file_atomically(to, [&](std::ostream& out) { out << in.rdbuf(); });
 }
 
 void make_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) throw Error(path, "cannot create folder");
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) throw Error(path, "cannot create folder: " + ec.message());
 }
 
 // Each component is built, randomised, saved and freed before the next one.
@@ -90,7 +81,7 @@ void save_component(const std::string& dir, const json& config, torch::nn::Modul
   std::map<std::string, torch::Tensor> tensors;
   for (auto& item : module.named_parameters(true)) tensors[item.key()] = item.value();
   save_safetensors(dir + "/" + file, tensors);
-  write_text(dir + "/config.json", config.dump(2));
+  write_text_atomically(dir + "/config.json", config.dump(2));
 }
 
 }  // namespace
@@ -117,14 +108,14 @@ void write_random_model(const std::string& out, const std::string& preset_name, 
   make_dir(out + "/tokenizer");
   copy_file(asset_path("tokenizer/vocab.json"), out + "/tokenizer/vocab.json");
   copy_file(asset_path("tokenizer/merges.txt"), out + "/tokenizer/merges.txt");
-  write_text(out + "/tokenizer/tokenizer_config.json", json{{"pad_token", "<|endoftext|>"}}.dump(2));
+  write_text_atomically(out + "/tokenizer/tokenizer_config.json", json{{"pad_token", "<|endoftext|>"}}.dump(2));
   make_dir(out + "/scheduler");
-  write_text(out + "/scheduler/scheduler_config.json",
+  write_text_atomically(out + "/scheduler/scheduler_config.json",
              json{{"_class_name", "PNDMScheduler"}, {"beta_start", 0.00085}, {"beta_end", 0.012},
                   {"beta_schedule", "scaled_linear"}, {"num_train_timesteps", 1000},
                   {"prediction_type", "epsilon"}, {"steps_offset", 1}, {"skip_prk_steps", true}}
                  .dump(2));
-  write_text(out + "/model_index.json",
+  write_text_atomically(out + "/model_index.json",
              json{{"_class_name", "StableDiffusionPipeline"}, {"unet", {"diffusers", "UNet2DConditionModel"}},
                   {"vae", {"diffusers", "AutoencoderKL"}}, {"text_encoder", {"transformers", "CLIPTextModel"}},
                   {"tokenizer", {"transformers", "CLIPTokenizer"}}, {"scheduler", {"diffusers", "PNDMScheduler"}}}

@@ -12,23 +12,24 @@ struct MidBlock {
   SpatialSelfAttention attention{nullptr};
 };
 
-MidBlock make_mid_block(torch::nn::Module& parent, int64_t channels, int64_t groups) {
+MidBlock make_mid_block(torch::nn::Module& parent, int64_t channels, int64_t groups, bool with_attention) {
   auto mid = parent.register_module("mid_block", std::make_shared<torch::nn::Module>());
   auto resnets = mid->register_module("resnets", torch::nn::ModuleList());
-  auto attentions = mid->register_module("attentions", torch::nn::ModuleList());
   MidBlock m;
   m.first = ResnetBlock2D(channels, channels, 0, groups, kEps);
-  m.attention = SpatialSelfAttention(channels, groups, kEps);
   m.second = ResnetBlock2D(channels, channels, 0, groups, kEps);
   resnets->push_back(m.first);
-  attentions->push_back(m.attention);
   resnets->push_back(m.second);
+  if (with_attention) {
+    m.attention = SpatialSelfAttention(channels, groups, kEps);
+    mid->register_module("attentions", torch::nn::ModuleList())->push_back(m.attention);
+  }
   return m;
 }
 
 torch::Tensor run_mid(MidBlock& m, torch::Tensor h) {
   h = m.first->forward(h);
-  h = m.attention->forward(h);
+  if (m.attention) h = m.attention->forward(h);
   return m.second->forward(h);
 }
 
@@ -74,13 +75,13 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) : config(c), parts_(std
     down_blocks->push_back(block);
     p.enc_levels.push_back(level);
   }
-  p.enc_mid = make_mid_block(*encoder, ch[n - 1], g);
+  p.enc_mid = make_mid_block(*encoder, ch[n - 1], g, c.mid_block_add_attention);
   p.enc_norm_out = encoder->register_module("conv_norm_out", GroupNorm(g, ch[n - 1], kEps));
   p.enc_conv_out = encoder->register_module("conv_out", Conv2d(ch[n - 1], 2 * c.latent_channels, 3, 1, 1));
 
   decoder = register_module("decoder", std::make_shared<torch::nn::Module>());
   p.dec_conv_in = decoder->register_module("conv_in", Conv2d(c.latent_channels, ch[n - 1], 3, 1, 1));
-  p.dec_mid = make_mid_block(*decoder, ch[n - 1], g);
+  p.dec_mid = make_mid_block(*decoder, ch[n - 1], g, c.mid_block_add_attention);
   auto up_blocks = decoder->register_module("up_blocks", torch::nn::ModuleList());
   out_ch = ch[n - 1];
   for (int64_t i = 0; i < n; ++i) {
