@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-openmp      # OpenBLAS: the reference BLAS is ~30x slower
-  libopencv-dev libstb-dev libpng-dev
+  libopencv-dev libstb-dev libpng-dev libssl-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libicu-dev
   libgtest-dev libbenchmark-dev
 )

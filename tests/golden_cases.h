@@ -25,8 +25,8 @@ struct Result {
   bool pass = true;
   double max_abs_err = 0;
   std::string detail;  // first failure
-  // Element-wise |a-e| <= atol + rtol*|e| (exact for integers); NaNs must
-  // coincide when allowed.
+  // Element-wise |a-e| <= atol + rtol*|e| (exact for integers); with
+  // `nan_equal`, positions where the reference is NaN accept any value.
   void compare(const std::string& what, const torch::Tensor& actual, const torch::Tensor& expected, double atol,
                double rtol, bool nan_equal = false);
 };

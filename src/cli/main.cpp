@@ -8,10 +8,13 @@
 int main(int argc, char** argv) {
   CLI::App app{"Lumen: Stable-Diffusion-family image generation on LibTorch"};
   app.require_subcommand(1);
+  // A repeated option takes its last value, as scripts that append overrides expect.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.set_version_flag("--version", "lumen 0.1.0");
   int threads = 0;
   app.add_option("--threads", threads, "intra-op threads (default: one per core)");
   std::vector<lumen::cli::Runner> runners = {
+      lumen::cli::add_generate_commands(app),
       lumen::cli::add_info_command(app),
       lumen::cli::add_make_random_command(app),
   };

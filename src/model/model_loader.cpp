@@ -218,8 +218,8 @@ Module finish(Module module, const WeightSource& weights, torch::Dtype dtype) {
   return module;
 }
 
-// Loads a tokenizer and returns its pad id. transformers matches a pad token
-// other than EOS (SD2's "!") as a special token in the raw text; so do we.
+}  // namespace
+
 std::shared_ptr<ClipTokenizer> load_tokenizer(const TokenizerPlan& plan, int64_t* pad_id) {
   auto tok = std::make_shared<ClipTokenizer>(ClipTokenizer::from_files(plan.vocab, plan.merges));
   auto id = tok->token_to_id(plan.pad_token);
@@ -228,8 +228,6 @@ std::shared_ptr<ClipTokenizer> load_tokenizer(const TokenizerPlan& plan, int64_t
   *pad_id = *id;
   return tok;
 }
-
-}  // namespace
 
 json read_yaml_or_json(const std::string& path) {
   if (!exists(path)) throw Error(path, "no such file");

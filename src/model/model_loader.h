@@ -75,6 +75,10 @@ nn::AutoencoderKL build_vae(const nlohmann::json& config, const std::string& whe
 nn::ClipTextModel build_text_encoder(const nlohmann::json& config, const std::string& where,
                                      const WeightSource& weights, torch::Dtype dtype = torch::kFloat);
 
+// Loads a tokenizer and returns its pad id. transformers matches a pad token
+// other than EOS (SD2's "!") as a special token in the raw text; so do we.
+std::shared_ptr<ClipTokenizer> load_tokenizer(const TokenizerPlan& plan, int64_t* pad_id);
+
 // Reads a YAML or JSON file into JSON (YAML is a superset).
 nlohmann::json read_yaml_or_json(const std::string& path);
 

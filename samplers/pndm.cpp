@@ -1,0 +1,122 @@
+// PLMS: PNDM (Liu et al. 2022) with skip_prk_steps, as diffusers'
+// PNDMScheduler. A linear multistep method on the model outputs (Adams–
+// Bashforth, orders 1..4), each combined output taken one DDIM step. As the
+// reference, the 2nd timestep is repeated: the 2nd call redoes the first step
+// with the mean of the two outputs (N steps make N + 1 model calls).
+#include <cmath>
+#include <string>
+
+#include "error.h"
+#include "samplers/sampler_factories.h"
+
+namespace lumen::samplers {
+namespace {
+
+class PLMS : public Scheduler {
+ public:
+  explicit PLMS(const ScheduleConfig& config) : Scheduler(config) {
+    if (config_.extra.value("skip_prk_steps", nlohmann::json(true)) == false)
+      throw Error("PNDMScheduler", "the Runge-Kutta warm-up (skip_prk_steps false) is not supported; PLMS only");
+    if (config_.prediction == Prediction::Sample)
+      throw Error("PNDMScheduler", "prediction_type 'sample' is not supported (epsilon or v_prediction)");
+    final_alpha_ = config_.set_alpha_to_one ? 1.0 : alpha(0);
+  }
+
+  void set_timesteps(int64_t steps) override {
+    const int64_t T = config_.num_train_timesteps;
+    if (steps <= 0 || steps > T)
+      throw Error("PNDMScheduler", "steps must be in [1, " + std::to_string(T) + "], got " + std::to_string(steps));
+    std::vector<int64_t> up;  // ascending
+    for (int64_t i = 0; i < steps; ++i) {
+      switch (config_.spacing) {
+        case Spacing::Linspace:
+          up.push_back(steps == 1 ? 0 : static_cast<int64_t>(std::nearbyint(i * (double(T - 1) / (steps - 1)))));
+          break;
+        case Spacing::Leading:
+          up.push_back(i * (T / steps) + config_.steps_offset);
+          break;
+        case Spacing::Trailing:
+          up.push_back(static_cast<int64_t>(std::nearbyint(T - (steps - 1 - i) * (double(T) / steps))) - 1);
+          break;
+      }
+    }
+    // Descending, with the second timestep repeated.
+    std::vector<int64_t> ts(up.rbegin(), up.rend());
+    if (steps > 1) ts.insert(ts.begin() + 1, ts[1]);
+    stride_ = T / steps;
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const int64_t t = current_timestep(ts, i);
+      if (t < 0 || t >= T) throw Error("PNDMScheduler", "timestep " + std::to_string(t) + " is out of range");
+      if (config_.prediction == Prediction::Epsilon && alpha(t) <= 0)
+        throw Error("PNDMScheduler",
+                    "zero terminal SNR needs v-prediction: timestep " + std::to_string(t) +
+                        " has alpha_cumprod 0, where an epsilon-prediction model cannot recover x0 "
+                        "(use prediction_type v_prediction, or a schedule without rescale_betas_zero_snr)");
+    }
+    timesteps_ = torch::tensor(ts, torch::kLong);
+    outputs_.clear();
+  }
+
+  StepResult step(const torch::Tensor& model_output, int64_t i, const torch::Tensor& x, at::Generator*) override {
+    if (!timesteps_.defined()) throw Error("PNDMScheduler", "set_timesteps() must be called before step()");
+    const std::vector<int64_t> ts(timesteps_.data_ptr<int64_t>(), timesteps_.data_ptr<int64_t>() + timesteps_.numel());
+    const int64_t t = current_timestep(ts, i);
+    const int64_t prev = i == 1 ? ts[1] : t - stride_;
+    if (i == 0) outputs_.clear();
+
+    torch::Tensor out, sample = x;
+    if (i == 1) {
+      // The repeated timestep: redo step 0 from its start with the mean output.
+      out = (model_output + outputs_.back()) / 2;
+      sample = first_sample_;
+    } else {
+      if (outputs_.size() == 4) outputs_.erase(outputs_.begin());
+      outputs_.push_back(model_output);
+      const auto& e = outputs_;
+      const size_t n = e.size();
+      if (n == 1) {
+        out = model_output;
+        first_sample_ = x;
+      } else if (n == 2) {
+        out = (3 * e[1] - e[0]) / 2;
+      } else if (n == 3) {
+        out = (23 * e[2] - 16 * e[1] + 5 * e[0]) / 12;
+      } else {
+        out = (1.0 / 24) * (55 * e[3] - 59 * e[2] + 37 * e[1] - 9 * e[0]);
+      }
+    }
+    return {ddim_step(out, sample, t, prev), {}, {}};
+  }
+
+ private:
+  double alpha(int64_t t) const { return alphas_cumprod_[t].item<double>(); }
+
+  // The step from t: the 2nd call (i = 1) steps from the 1st timestep again.
+  int64_t current_timestep(const std::vector<int64_t>& ts, size_t i) const { return i == 1 ? ts[1] + stride_ : ts[i]; }
+
+  // x_prev = √ᾱ_prev·x0 + √(1 − ᾱ_prev)·ε: the reference's formula (PNDM eq. 9)
+  // rearranged so that v-prediction stays finite where ᾱ_t = 0 (zero SNR).
+  torch::Tensor ddim_step(const torch::Tensor& out, const torch::Tensor& x, int64_t t, int64_t prev) const {
+    const double a_t = alpha(t), a_prev = prev >= 0 ? alpha(prev) : final_alpha_;
+    torch::Tensor x0, eps;
+    if (config_.prediction == Prediction::V) {
+      x0 = std::sqrt(a_t) * x - std::sqrt(1 - a_t) * out;
+      eps = std::sqrt(a_t) * out + std::sqrt(1 - a_t) * x;
+    } else {
+      x0 = (x - std::sqrt(1 - a_t) * out) / std::sqrt(a_t);
+      eps = out;
+    }
+    return std::sqrt(a_prev) * x0 + std::sqrt(1 - a_prev) * eps;
+  }
+
+  double final_alpha_ = 1.0;
+  int64_t stride_ = 1;
+  std::vector<torch::Tensor> outputs_;  // model outputs of the last (up to 4) steps
+  torch::Tensor first_sample_;
+};
+
+}  // namespace
+
+std::unique_ptr<Scheduler> make_pndm(const ScheduleConfig& config) { return std::make_unique<PLMS>(config); }
+
+}  // namespace lumen::samplers

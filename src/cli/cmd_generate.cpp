@@ -1,0 +1,198 @@
+// `lumen txt2img` and `lumen img2img`: options → GenerationOptions → PNGs
+// with A1111-style parameters.
+#include <filesystem>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "error.h"
+#include "io/image_io.h"
+#include "model/model_loader.h"
+#include "pipeline/infotext.h"
+#include "pipeline/pipeline.h"
+#include "runtime.h"
+#include "samplers/scheduler.h"
+
+namespace lumen::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model, config, output = "lumen.png", dtype = "f32", device = "cpu";
+  std::string prompt, negative_prompt, sampler, rescale_space = "model";
+  std::string prediction_type, spacing, init_image, mask;
+  int64_t steps = 20, width = 0, height = 0, batch_count = 1, batch_size = 1;
+  int clip_skip = 1;
+  double cfg_scale = 7.0, guidance_rescale = 0.0, eta = 0.0, strength = 0.75;
+  uint64_t seed = 0;
+  bool overwrite = false, zero_snr = false, no_zero_snr = false, karras = false, plain_prompt = false;
+};
+
+void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
+  cmd->add_option("-m,--model", a.model, "diffusers folder or .safetensors checkpoint (default: the embedded model)");
+  cmd->add_option("--config", a.config, "YAML/JSON overriding detected model config fields");
+  cmd->add_option("-p,--prompt", a.prompt, "prompt (A1111 syntax: (word:1.2), [word], BREAK)");
+  cmd->add_option("-n,--negative-prompt", a.negative_prompt, "negative prompt");
+  cmd->add_option("--sampler", a.sampler, "sampler (default: the model's scheduler)");
+  cmd->add_option("--steps", a.steps, "sampling steps")->capture_default_str();
+  cmd->add_option("--cfg-scale", a.cfg_scale, "classifier-free guidance scale")->capture_default_str();
+  cmd->add_option("--guidance-rescale", a.guidance_rescale, "CFG rescale phi (Lin et al. 2023), 0..1")->capture_default_str();
+  cmd->add_option("--rescale-space", a.rescale_space, "apply the rescale to the raw model output (model) or in v-space (v)")
+      ->check(CLI::IsMember({"model", "v"}))
+      ->capture_default_str();
+  cmd->add_option("-W,--width", a.width, "width in pixels (default: the model's)");
+  cmd->add_option("-H,--height", a.height, "height in pixels (default: the model's)");
+  cmd->add_option("-s,--seed", a.seed, "seed; image i of a batch uses seed+i")->capture_default_str();
+  cmd->add_option("-b,--batch-count", a.batch_count, "number of batches")->capture_default_str();
+  cmd->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str();
+  cmd->add_option("-o,--output", a.output, "PNG file, or a folder for several images")->capture_default_str();
+  cmd->add_option("--clip-skip", a.clip_skip, "A1111 numbering: 2 = penultimate layer")->capture_default_str();
+  cmd->add_option("--prediction-type", a.prediction_type, "override: epsilon, v_prediction, sample");
+  cmd->add_option("--spacing", a.spacing, "override timestep spacing: leading, trailing, linspace");
+  cmd->add_flag("--zero-snr", a.zero_snr, "rescale the schedule to zero terminal SNR");
+  cmd->add_flag("--no-zero-snr", a.no_zero_snr, "do not rescale to zero terminal SNR");
+  cmd->add_flag("--karras", a.karras, "Karras sigmas (Euler, DPM++)");
+  cmd->add_option("--eta", a.eta, "DDIM eta")->capture_default_str();
+  cmd->add_flag("--plain-prompt", a.plain_prompt, "no weighting syntax; truncate at 77 tokens (as diffusers)");
+  cmd->add_option("--dtype", a.dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}))->capture_default_str();
+  cmd->add_option("--device", a.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_flag("--overwrite", a.overwrite, "replace existing output files");
+}
+
+torch::Dtype parse_dtype(const GenerateArgs& a) {
+  if (a.device == "cuda" && !torch::cuda::is_available())
+    throw Error("--device cuda", "no CUDA device (or this LibTorch is built without CUDA)");
+  if (a.device == "cuda") throw Error("--device cuda", "CUDA generation is not implemented yet");
+  if (a.dtype == "bf16") return torch::kBFloat16;
+  if (a.dtype == "f16") throw Error("--dtype f16", "float16 is for CUDA; on CPU use bf16 or f32");
+  return torch::kFloat;
+}
+
+std::string model_path(const GenerateArgs& a) {
+  if (!a.model.empty()) return a.model;
+  const std::string embedded = asset_path("default-model");
+  if (!std::filesystem::exists(embedded))
+    throw Error(embedded, "the embedded default model is not in this build yet; pass --model");
+  return embedded;
+}
+
+// The file to write image `index` of `total` to.
+std::string output_path(const GenerateArgs& a, int64_t index, int64_t total, uint64_t seed) {
+  const bool is_png = a.output.size() > 4 && a.output.substr(a.output.size() - 4) == ".png";
+  if (is_png) {
+    if (total > 1) throw Error(a.output, "is one file but " + std::to_string(total) + " images were asked for; give a folder");
+    return a.output;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(a.output, ec);
+  if (ec) throw Error(a.output, "cannot create the output folder: " + ec.message());
+  char name[64];
+  std::snprintf(name, sizeof name, "%05lld-%llu.png", static_cast<long long>(index), static_cast<unsigned long long>(seed));
+  return a.output + "/" + name;
+}
+
+RgbImage to_rgb(const torch::Tensor& image) {  // [H,W,3] in [0,1]
+  auto bytes = (image * 255).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+  RgbImage out;
+  out.height = static_cast<int>(image.size(0));
+  out.width = static_cast<int>(image.size(1));
+  out.pixels.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+  return out;
+}
+
+torch::Tensor load_image_tensor(const std::string& path, bool single_channel) {
+  RgbImage img = read_image(path);
+  auto t = torch::from_blob(img.pixels.data(), {img.height, img.width, 3}, torch::kUInt8).clone();
+  t = t.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat) / 255.0;  // [1,3,H,W] in [0,1]
+  if (single_channel) return (t.mean(1, true) > 0.5).to(torch::kFloat);
+  return t * 2 - 1;
+}
+
+int run_generate(const GenerateArgs& a, bool img2img) {
+  if (a.batch_count <= 0 || a.batch_count > 10000) throw Error("--batch-count", "must be in 1..10000");
+  if (a.zero_snr && a.no_zero_snr) throw Error("--zero-snr", "conflicts with --no-zero-snr");
+  LoadOptions load;
+  load.config_override = a.config;
+  load.dtype = parse_dtype(a);
+  const std::string path = model_path(a);
+  // Check the sampler name before the (slow) load.
+  if (!a.sampler.empty()) samplers::make_scheduler(a.sampler, samplers::ScheduleConfig{});
+  auto model = std::make_shared<LoadedModel>(load_model(path, load));
+  Pipeline pipeline(model);
+
+  GenerationOptions o;
+  o.prompt = a.prompt;
+  o.negative_prompt = a.negative_prompt;
+  o.sampler = a.sampler;
+  o.steps = a.steps;
+  o.cfg_scale = a.cfg_scale;
+  o.guidance_rescale = a.guidance_rescale;
+  o.rescale_space = a.rescale_space == "v" ? RescaleSpace::V : RescaleSpace::ModelOutput;
+  o.width = a.width;
+  o.height = a.height;
+  o.batch_size = a.batch_size;
+  o.encoding.clip_skip = a.clip_skip;
+  o.encoding.plain = a.plain_prompt;
+  o.eta = a.eta;
+  o.strength = a.strength;
+  if (!a.prediction_type.empty()) o.prediction_type = a.prediction_type;
+  if (!a.spacing.empty()) o.timestep_spacing = a.spacing;
+  if (a.zero_snr) o.zero_terminal_snr = true;
+  if (a.no_zero_snr) o.zero_terminal_snr = false;
+  if (a.karras) o.karras_sigmas = true;
+  if (img2img) {
+    o.init_image = load_image_tensor(a.init_image, false);
+    if (!a.mask.empty()) o.mask = load_image_tensor(a.mask, true);
+  }
+  const int64_t total = a.batch_count * a.batch_size;
+  // Fail on existing outputs before spending minutes on generation.
+  for (int64_t i = 0; i < total; ++i) {
+    const std::string file = output_path(a, i, total, a.seed + static_cast<uint64_t>(i));
+    if (!a.overwrite && std::filesystem::exists(file)) throw Error(file, "already exists (use --overwrite to replace it)");
+  }
+
+  InfotextFields fields;
+  fields.sampler = !a.sampler.empty() ? a.sampler : pipeline.scheduler_config().value("_class_name", "");
+  fields.model_name = std::filesystem::path(path).filename().string();
+  const std::string hashed = std::filesystem::is_directory(path) ? "" : path;
+  if (!hashed.empty()) fields.model_hash = short_file_hash(hashed);
+
+  ProgressBar bar(img2img ? "img2img" : "txt2img");
+  int64_t written = 0;
+  for (int64_t b = 0; b < a.batch_count; ++b) {
+    o.seed = a.seed + static_cast<uint64_t>(b * a.batch_size);
+    o.on_step = [&](int64_t step, int64_t steps, const torch::Tensor&) {
+      bar.update(b * steps + step + 1, a.batch_count * steps);
+    };
+    auto result = pipeline.generate(o);
+    for (int64_t i = 0; i < result.images.size(0); ++i) {
+      fields.seed = result.seeds[static_cast<size_t>(i)];
+      const std::string file = output_path(a, written, total, fields.seed);
+      write_png(file, to_rgb(result.images[i]), {{"parameters", format_infotext(o, a.prompt, a.negative_prompt, fields)}},
+                a.overwrite);
+      std::cout << file << "\n";
+      ++written;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_generate_commands(CLI::App& app) {
+  auto txt = std::make_shared<GenerateArgs>();
+  auto img = std::make_shared<GenerateArgs>();
+  auto* t2i = app.add_subcommand("txt2img", "Generate images from a prompt");
+  add_generation_options(t2i, *txt);
+  auto* i2i = app.add_subcommand("img2img", "Generate images from an image and a prompt (with --mask: inpainting)");
+  add_generation_options(i2i, *img);
+  i2i->add_option("-i,--init-image", img->init_image, "the starting image")->required()->check(CLI::ExistingFile);
+  i2i->add_option("--strength", img->strength, "how much to change it, 0..1")->capture_default_str();
+  i2i->add_option("--mask", img->mask, "inpainting mask image: white = repaint")->check(CLI::ExistingFile);
+  return [=]() {
+    if (*t2i) return run_generate(*txt, false);
+    if (*i2i) return run_generate(*img, true);
+    return -1;
+  };
+}
+
+}  // namespace lumen::cli

@@ -1,0 +1,104 @@
+#include "io/image_io.h"
+
+#include <png.h>
+#include <stb/stb_image.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "error.h"
+#include "io/atomic_file.h"
+
+namespace lumen {
+namespace {
+
+// The largest image Lumen reads: a hostile header must not make it allocate gigabytes.
+constexpr int64_t kMaxPixels = 16384LL * 16384LL;
+
+void png_error_to_exception(png_structp png, png_const_charp message) {
+  (void)png;
+  throw Error("png", message);
+}
+
+}  // namespace
+
+void write_png(const std::string& path, const RgbImage& image, const std::map<std::string, std::string>& text,
+               bool overwrite) {
+  if (!overwrite && std::filesystem::exists(path))
+    throw Error(path, "already exists (use --overwrite to replace it)");
+  if (image.width <= 0 || image.height <= 0 ||
+      image.pixels.size() != static_cast<size_t>(image.width) * image.height * 3)
+    throw Error(path, "image buffer does not match its size");
+  std::string encoded;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, png_error_to_exception, nullptr);
+  png_infop info = png_create_info_struct(png);
+  try {
+    png_set_write_fn(
+        png, &encoded,
+        [](png_structp p, png_bytep data, png_size_t n) {
+          static_cast<std::string*>(png_get_io_ptr(p))->append(reinterpret_cast<const char*>(data), n);
+        },
+        nullptr);
+    png_set_IHDR(png, info, image.width, image.height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    std::vector<png_text> chunks;
+    for (const auto& [key, value] : text) {
+      png_text t{};
+      t.compression = PNG_ITXT_COMPRESSION_NONE;  // iTXt: UTF-8 prompts survive
+      t.key = const_cast<char*>(key.c_str());
+      t.text = const_cast<char*>(value.c_str());
+      t.itxt_length = value.size();
+      chunks.push_back(t);
+    }
+    if (!chunks.empty()) png_set_text(png, info, chunks.data(), static_cast<int>(chunks.size()));
+    png_write_info(png, info);
+    for (int y = 0; y < image.height; ++y)
+      png_write_row(png, const_cast<png_bytep>(image.pixels.data() + static_cast<size_t>(y) * image.width * 3));
+    png_write_end(png, info);
+  } catch (const Error& e) {
+    png_destroy_write_struct(&png, &info);
+    throw Error(path, e.what());
+  }
+  png_destroy_write_struct(&png, &info);
+  write_text_atomically(path, encoded);
+}
+
+RgbImage read_image(const std::string& path) {
+  int w = 0, h = 0, channels = 0;
+  if (!stbi_info(path.c_str(), &w, &h, &channels))
+    throw Error(path, std::string("not a readable image: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
+  if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > kMaxPixels)
+    throw Error(path, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is not supported");
+  std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load(path.c_str(), &w, &h, &channels, 3), stbi_image_free);
+  if (!data) throw Error(path, std::string("cannot decode: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
+  RgbImage img;
+  img.width = w;
+  img.height = h;
+  img.pixels.assign(data.get(), data.get() + static_cast<size_t>(w) * h * 3);
+  return img;
+}
+
+std::map<std::string, std::string> read_png_text(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!f) throw Error(path, "cannot open");
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_error_to_exception, nullptr);
+  png_infop info = png_create_info_struct(png);
+  std::map<std::string, std::string> out;
+  try {
+    png_init_io(png, f.get());
+    png_read_info(png, info);
+    png_textp text = nullptr;
+    int count = 0;
+    png_get_text(png, info, &text, &count);
+    for (int i = 0; i < count; ++i)
+      out[text[i].key] = std::string(text[i].text, text[i].itxt_length ? text[i].itxt_length : text[i].text_length);
+  } catch (const Error& e) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    throw Error(path, e.what());
+  }
+  png_destroy_read_struct(&png, &info, nullptr);
+  return out;
+}
+
+}  // namespace lumen

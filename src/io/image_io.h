@@ -1,0 +1,23 @@
+// Image files: PNG writing with text chunks (A1111's "parameters"), reading
+// PNG/JPEG/BMP/... for img2img. Torch-free: 8-bit RGB buffers.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lumen {
+
+struct RgbImage {
+  int width = 0, height = 0;
+  std::vector<uint8_t> pixels;  // row-major RGB
+};
+
+// Atomic; refuses to replace an existing file unless `overwrite`.
+void write_png(const std::string& path, const RgbImage& image, const std::map<std::string, std::string>& text,
+               bool overwrite);
+RgbImage read_image(const std::string& path);  // any stb_image format, converted to RGB
+// The PNG's tEXt/iTXt chunks.
+std::map<std::string, std::string> read_png_text(const std::string& path);
+
+}  // namespace lumen

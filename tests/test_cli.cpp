@@ -1,0 +1,114 @@
+// End-to-end: the `lumen` binary on a tiny random model.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "io/image_io.h"
+#include "model/random_model.h"
+
+namespace {
+
+struct CommandResult {
+  int code;
+  std::string output;  // stdout + stderr
+};
+
+CommandResult run(const std::string& args) {
+  const std::string cmd = std::string(LUMEN_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class CliTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/lumen_cli_XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    lumen::write_random_model(dir_ + "/tiny", "tiny", 5);
+  }
+  static void TearDownTestSuite() { std::system(("rm -rf " + dir_).c_str()); }
+  static std::string gen(const std::string& extra) {
+    return "txt2img -m " + dir_ + "/tiny -p \"a (red:1.2) square\" -n blurry --steps 3 -W 32 -H 32 -s 7 " + extra;
+  }
+  static inline std::string dir_;
+};
+
+TEST_F(CliTest, SameSeedGivesByteIdenticalPngsWithParameters) {
+  ASSERT_EQ(run(gen("-o " + dir_ + "/a.png")).code, 0);
+  ASSERT_EQ(run(gen("-o " + dir_ + "/b.png")).code, 0);
+  EXPECT_EQ(slurp(dir_ + "/a.png"), slurp(dir_ + "/b.png"));
+  auto text = lumen::read_png_text(dir_ + "/a.png");
+  const std::string params = text.at("parameters");
+  EXPECT_EQ(params.rfind("a (red:1.2) square\nNegative prompt: blurry\nSteps: 3, Sampler: ", 0), 0u) << params;
+  EXPECT_NE(params.find("Seed: 7, Size: 32x32"), std::string::npos) << params;
+  auto image = lumen::read_image(dir_ + "/a.png");
+  EXPECT_EQ(image.width, 32);
+}
+
+TEST_F(CliTest, ExistingOutputIsKeptUnlessOverwrite) {
+  const std::string path = dir_ + "/keep.png";
+  std::ofstream(path) << "precious";
+  CommandResult r = run(gen("-o " + path));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("already exists"), std::string::npos) << r.output;
+  EXPECT_EQ(slurp(path), "precious");
+  EXPECT_EQ(run(gen("-o " + path + " --overwrite")).code, 0);
+  EXPECT_NE(slurp(path), "precious");
+}
+
+TEST_F(CliTest, BatchGoesToAFolder) {
+  CommandResult r = run(gen("-b 2 --batch-size 2 --sampler euler_a -o " + dir_ + "/batch"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* name : {"00000-7.png", "00001-8.png", "00002-9.png", "00003-10.png"})
+    EXPECT_TRUE(std::ifstream(dir_ + "/batch/" + name).good()) << name;
+  EXPECT_NE(run(gen("--batch-size 2 -o " + dir_ + "/one.png")).code, 0);
+}
+
+TEST_F(CliTest, Img2ImgAndInpainting) {
+  ASSERT_EQ(run(gen("-o " + dir_ + "/init.png")).code, 0);
+  CommandResult r = run("img2img -m " + dir_ + "/tiny -i " + dir_ + "/init.png -p x --steps 4 --strength 0.5 -o " + dir_ + "/i2i.png");
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = run("img2img -m " + dir_ + "/tiny -i " + dir_ + "/init.png --mask " + dir_ + "/init.png -p x --steps 3 -o " + dir_ +
+          "/inpaint.png");
+  EXPECT_EQ(r.code, 0) << r.output;
+}
+
+TEST_F(CliTest, BadInputIsAClearError) {
+  auto expect = [](const std::string& args, const std::string& needle) {
+    CommandResult r = run(args);
+    EXPECT_EQ(r.code, 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
+  };
+  expect(gen("--sampler nope -o " + dir_ + "/x.png"), "known samplers: ");
+  expect(gen("--steps 0 -o " + dir_ + "/x.png"), "steps");
+  expect(gen("-W 31 -o " + dir_ + "/x.png"), "not a multiple");
+  expect(gen("--cfg-scale nan -o " + dir_ + "/x.png"), "cfg scale");
+  expect(gen("-o /nonexistent/dir/x.png"), "/nonexistent/dir/x.png");
+  expect("info " + dir_ + "/missing", "no such file");
+  expect(gen("--zero-snr --prediction-type epsilon --sampler ddim --spacing trailing -o " + dir_ + "/x.png"),
+         "v-prediction");
+}
+
+TEST_F(CliTest, EveryCommandHasHelp) {
+  for (const char* cmd : {"", "txt2img", "img2img", "info", "make-random"}) {
+    CommandResult r = run(std::string(cmd) + " --help");
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_NE(r.output.find("Usage"), std::string::npos) << cmd;
+  }
+}
+
+}  // namespace
