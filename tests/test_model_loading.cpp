@@ -142,6 +142,22 @@ TEST(ModelLoadingBadInput, SingleFileMissingTensor) {
   expect_error([&] { lumen::load_model(path); }, {path});
 }
 
+// SDXL v-prediction fine-tunes mark themselves with `v_pred` and `ztsnr` tensors.
+TEST(ModelLoading, MarkerTensorsSetPredictionAndZeroSnr) {
+  const std::string src = golden() + "/checkpoint_convert/sd15_single_file/model.safetensors";
+  if (::access(src.c_str(), R_OK) != 0) GTEST_SKIP() << "golden data missing: " << src;
+  TempDir dir;
+  const std::string path = dir.path + "/vpred.safetensors";
+  auto tensors = lumen::load_safetensors(src);
+  EXPECT_EQ(lumen::plan_model(src).prediction_type, "");
+  tensors["v_pred"] = torch::empty({0});
+  tensors["ztsnr"] = torch::empty({0});
+  lumen::save_safetensors(path, tensors);
+  auto plan = lumen::plan_model(path);
+  EXPECT_EQ(plan.prediction_type, "v_prediction");
+  EXPECT_TRUE(plan.zero_terminal_snr);
+}
+
 TEST(ModelLoadingBadInput, TruncatedSingleFile) {
   const std::string src = golden() + "/checkpoint_convert/sd15_single_file/model.safetensors";
   if (::access(src.c_str(), R_OK) != 0) GTEST_SKIP() << "golden data missing: " << src;

@@ -60,6 +60,19 @@ TEST_F(PipelineTest, ZeroSnrSamplingStartsFromPureNoise) {
   EXPECT_TRUE(txt.images.isfinite().all().item<bool>());
 }
 
+TEST_F(PipelineTest, MarkedCheckpointsGetZeroSnrVPredictionTrailing) {
+  auto marked = std::make_shared<lumen::LoadedModel>(*model_);
+  marked->plan.prediction_type = "v_prediction";
+  marked->plan.zero_terminal_snr = true;
+  lumen::Pipeline pipeline(marked);
+  EXPECT_EQ(pipeline.scheduler_config()["prediction_type"], "v_prediction");
+  EXPECT_EQ(pipeline.scheduler_config()["rescale_betas_zero_snr"], true);
+  EXPECT_EQ(pipeline.scheduler_config()["timestep_spacing"], "trailing");
+  auto o = options();
+  o.sampler = "euler";
+  EXPECT_EQ(pipeline.generate(o).timesteps[0].item<double>(), 999.0);
+}
+
 TEST_F(PipelineTest, EpsilonWithZeroSnrIsRefused) {
   auto config = zero_snr_v_config();
   config["prediction_type"] = "epsilon";
