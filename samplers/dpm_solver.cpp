@@ -120,6 +120,23 @@ void karras_schedule(const torch::Tensor& sigmas, int64_t steps, std::vector<dou
   for (double s : out_sigmas) out_timesteps.push_back(static_cast<int64_t>(std::nearbyint(sigma_to_t(s, log_sigmas))));
 }
 
+void step_schedule(const ScheduleConfig& config, int64_t steps, int64_t last_timestep,
+                   const torch::Tensor& train_sigmas, const std::string& who, std::vector<int64_t>& timesteps,
+                   std::vector<double>& sigmas) {
+  if (config.use_karras_sigmas) {
+    check_steps(config, steps, who);
+    karras_schedule(train_sigmas, steps, sigmas, timesteps);
+    return;
+  }
+  timesteps = spaced_timesteps(config, steps, last_timestep, who);
+  sigmas.clear();
+  for (int64_t t : timesteps) {
+    if (t < 0 || t >= config.num_train_timesteps)
+      throw Error(who, "timestep " + std::to_string(t) + " is outside the schedule");
+    sigmas.push_back(train_sigmas[t].item<float>());
+  }
+}
+
 torch::Tensor int64_tensor(const std::vector<int64_t>& values) {
   return torch::tensor(values, torch::TensorOptions().dtype(torch::kLong));
 }
@@ -209,16 +226,7 @@ class DpmSolverMultistep final : public Scheduler {
 
     std::vector<int64_t> timesteps;
     std::vector<double> sigmas;
-    if (config_.use_karras_sigmas) {
-      multistep::check_steps(config_, steps, who);
-      multistep::karras_schedule(train_sigmas, steps, sigmas, timesteps);
-    } else {
-      timesteps = multistep::spaced_timesteps(config_, steps, last_timestep, who);
-      for (int64_t t : timesteps) {
-        if (t < 0 || t >= T) throw Error(who, "timestep " + std::to_string(t) + " is outside the schedule");
-        sigmas.push_back(train_sigmas[t].item<float>());
-      }
-    }
+    multistep::step_schedule(config_, steps, last_timestep, train_sigmas, who, timesteps, sigmas);
     sigmas.push_back(final_sigma_zero_ ? 0.0 : train_sigmas[0].item<float>());
 
     timesteps_ = multistep::int64_tensor(timesteps);

@@ -19,6 +19,10 @@ std::vector<int64_t> spaced_timesteps(const ScheduleConfig& config, int64_t step
                                       const std::string& who);
 void karras_schedule(const torch::Tensor& sigmas, int64_t steps, std::vector<double>& out_sigmas,
                      std::vector<int64_t>& out_timesteps);
+// The timesteps and their σs (without the final σ): Karras or spaced.
+void step_schedule(const ScheduleConfig& config, int64_t steps, int64_t last_timestep,
+                   const torch::Tensor& train_sigmas, const std::string& who, std::vector<int64_t>& timesteps,
+                   std::vector<double>& sigmas);
 torch::Tensor int64_tensor(const std::vector<int64_t>& values);
 torch::Tensor float32_tensor(const std::vector<double>& values);  // float64 values stored as float32
 

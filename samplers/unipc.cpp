@@ -71,19 +71,9 @@ class UniPCMultistep final : public Scheduler {
     const auto train_sigmas = multistep::train_sigmas(alphas_cumprod_);
     std::vector<int64_t> timesteps;
     std::vector<double> sigmas;
-    double sigma_last = 0;
-    if (config_.use_karras_sigmas) {
-      multistep::check_steps(config_, steps, kWho);
-      multistep::karras_schedule(train_sigmas, steps, sigmas, timesteps);
-      sigma_last = sigmas.back();
-    } else {
-      timesteps = multistep::spaced_timesteps(config_, steps, T, kWho);
-      for (int64_t t : timesteps) {
-        if (t < 0 || t >= T) throw Error(kWho, "timestep " + std::to_string(t) + " is outside the schedule");
-        sigmas.push_back(train_sigmas[t].item<float>());
-      }
-      sigma_last = train_sigmas[0].item<float>();
-    }
+    multistep::step_schedule(config_, steps, T, train_sigmas, kWho, timesteps, sigmas);
+    // 0.27 ends Karras schedules at their own last σ, others at the training σ_min.
+    const double sigma_last = config_.use_karras_sigmas ? sigmas.back() : train_sigmas[0].item<float>();
     sigmas.push_back(final_sigma_zero_ ? 0.0 : sigma_last);
     timesteps_ = multistep::int64_tensor(timesteps);
     sigmas_ = multistep::float32_tensor(sigmas);
