@@ -23,6 +23,13 @@ void set_threads(int n) {
 
 std::string asset_dir() {
   if (const char* env = std::getenv("LUMEN_ASSET_DIR"); env && *env) return env;
+  // An installed program finds its assets relative to itself, wherever the prefix is.
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const auto beside = exe.parent_path().parent_path() / "share" / "lumen" / "assets";
+    if (is_dir(beside.string())) return beside.string();
+  }
 #ifdef LUMEN_INSTALL_ASSET_DIR
   if (is_dir(LUMEN_INSTALL_ASSET_DIR)) return LUMEN_INSTALL_ASSET_DIR;
 #endif

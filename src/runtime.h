@@ -8,8 +8,9 @@ namespace lumen {
 // LibTorch defaults to 1 here, so this is always called explicitly.)
 void set_threads(int n);
 
-// The assets folder: $LUMEN_ASSET_DIR, else the installed share/lumen/assets,
-// else the source tree's assets/.
+// The assets folder: $LUMEN_ASSET_DIR, else <prefix>/share/lumen/assets beside
+// the running program, else the configured install prefix's, else the source
+// tree's assets/.
 std::string asset_dir();
 std::string asset_path(const std::string& relative);
 

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "adapters/lora_apply.h"
+#include "adapters/resadapter.h"
 #include "error.h"
 #include "io/safetensors_torch.h"
 #include "model/model_loader.h"
@@ -325,6 +327,86 @@ Result run_pipeline(const Case& c) {
   return r;
 }
 
+// ---- adapters -----------------------------------------------------------------
+
+std::map<std::string, torch::Tensor> parameter_copies(const adapters::Components& components) {
+  std::map<std::string, torch::Tensor> copies;
+  for (const auto& [component, module] : components)
+    for (const auto& p : module->named_parameters()) copies[component + "." + p.key()] = p.value().clone();
+  return copies;
+}
+
+void expect(bool ok, const std::string& problem, Result* r) {
+  if (ok) return;
+  if (r->pass) r->detail = problem;
+  r->pass = false;
+}
+
+// Removing adapters must give the original weights back bit for bit.
+void expect_restored(const adapters::Components& components, const std::map<std::string, torch::Tensor>& original,
+                     const std::string& what, Result* r) {
+  for (const auto& [key, now] : parameter_copies(components))
+    expect(torch::equal(now, original.at(key)), what + ": " + key + " not restored exactly", r);
+}
+
+// The kohya and PEFT files, merged (the reference's fuse_lora) and at run time
+// (its unfused path), must all give the reference outputs.
+Result run_lora(const Case& c) {
+  const json& p = c.spec.at("params");
+  LoadedModel m;
+  m.unet = build_from_file(c, "unet", build_unet);
+  m.text_encoder = build_from_file(c, "text_encoder", build_text_encoder);
+  const auto components = adapters::adapter_components(m);
+  const auto original = parameter_copies(components);
+  Result r;
+  check_unet(m.unet, c, "output_base_sample", &r);
+  check_text_encoder(m.text_encoder, c, "input_input_ids", "output_base_", &r);
+  for (const auto& [format, file] : p.at("lora_files").items()) {
+    auto lora = std::make_shared<adapters::LoraFile>(adapters::read_lora_file(c.path(file)));
+    for (auto mode : {adapters::ApplyMode::Merge, adapters::ApplyMode::Runtime}) {
+      const std::string what = format + (mode == adapters::ApplyMode::Merge ? " merged" : " at run time");
+      adapters::LoraStack stack(components, mode);
+      auto report = stack.add(format, lora, p.at("lora_scale").get<double>());
+      expect(report.matched["unet"] == p.at("num_unet_modules").get<size_t>() &&
+                 report.matched["text_encoder"] == p.at("num_te_modules").get<size_t>() &&
+                 report.unmatched_keys.empty(),
+             what + ": " + report.summary(), &r);
+      Result sub;
+      check_unet(m.unet, c, "output_sample", &sub);
+      check_text_encoder(m.text_encoder, c, "input_input_ids", "output_", &sub);
+      r.max_abs_err = std::max(r.max_abs_err, sub.max_abs_err);
+      expect(sub.pass, what + ": " + sub.detail, &r);
+      stack.clear();
+      expect_restored(components, original, what, &r);
+    }
+  }
+  return r;
+}
+
+// Norms replaced, LoRA half at the adapter weight; merged and at run time.
+Result run_resadapter(const Case& c) {
+  const json& p = c.spec.at("params");
+  auto unet = build_from_file(c, "", build_unet);
+  const adapters::Components components{{"unet", unet.ptr()}};
+  const auto original = parameter_copies(components);
+  Result r;
+  check_unet(unet, c, "output_base_sample", &r);
+  const auto weights = adapters::read_resadapter(
+      {c.path(p.at("files").at("lora").get<std::string>()), c.path(p.at("files").at("norm").get<std::string>())});
+  for (auto mode : {adapters::ApplyMode::Merge, adapters::ApplyMode::Runtime}) {
+    const std::string what = mode == adapters::ApplyMode::Merge ? "merged" : "at run time";
+    adapters::AppliedResAdapter applied(unet.ptr(), weights, p.at("adapter_weight").get<double>(),
+                                        adapters::NormMode::Replace, mode);
+    Result sub;
+    check_unet(unet, c, "output_sample", &sub);
+    r.max_abs_err = std::max(r.max_abs_err, sub.max_abs_err);
+    expect(sub.pass, what + ": " + sub.detail, &r);
+    applied.remove();
+    expect_restored(components, original, what, &r);
+  }
+  return r;
+}
+
 }  // namespace
 
 std::string golden_dir() {
@@ -387,7 +469,7 @@ Case load_case(const std::string& root, const json& entry) {
 bool kind_supported(const std::string& kind) {
   return kind == "tokenizer" || kind == "clip_text" || kind == "unet" || kind == "vae" ||
          kind == "checkpoint_convert" || kind == "rng" || kind == "cfg_rescale" || kind == "scheduler" ||
-         kind == "pipeline";
+         kind == "pipeline" || kind == "lora" || kind == "resadapter";
 }
 
 Result run_case(const Case& c) {
@@ -401,6 +483,8 @@ Result run_case(const Case& c) {
   if (c.kind == "cfg_rescale") return run_cfg_rescale(c);
   if (c.kind == "scheduler") return run_scheduler(c);
   if (c.kind == "pipeline") return run_pipeline(c);
+  if (c.kind == "lora") return run_lora(c);
+  if (c.kind == "resadapter") return run_resadapter(c);
   throw Error(c.name, "kind '" + c.kind + "' is not supported");
 }
 

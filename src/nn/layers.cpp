@@ -8,7 +8,17 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
   weight = register_parameter("weight", torch::empty({out, in}));
   if (with_bias) bias = register_parameter("bias", torch::empty({out}));
 }
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+namespace {
+torch::Tensor add_deltas(torch::Tensor y, const WeightDeltas& deltas, const torch::Tensor& x) {
+  for (const auto& d : deltas) y = y + d->apply(x) * d->scale;
+  return y;
+}
+}  // namespace
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  auto y = torch::linear(x, weight, bias);
+  return deltas.empty() ? y : add_deltas(std::move(y), deltas, x);
+}
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_, int64_t padding_,
                        bool with_bias)
@@ -17,7 +27,8 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_,
   if (with_bias) bias = register_parameter("bias", torch::empty({out}));
 }
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
-  return torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  auto y = torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  return deltas.empty() ? y : add_deltas(std::move(y), deltas, x);
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_)

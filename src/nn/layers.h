@@ -4,12 +4,26 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+#include <memory>
+#include <vector>
+
 namespace lumen::nn {
+
+// A weight change kept apart from the weight (an adapter applied without
+// merging): forward adds scale * apply(x), so the owner can change `scale`
+// between calls without touching the weights.
+struct WeightDelta {
+  std::function<torch::Tensor(const torch::Tensor& x)> apply;
+  double scale = 1.0;
+};
+using WeightDeltas = std::vector<std::shared_ptr<WeightDelta>>;
 
 struct LinearImpl : torch::nn::Module {
   LinearImpl(int64_t in, int64_t out, bool bias = true);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;
+  WeightDeltas deltas;  // empty unless adapters are attached at run time
 };
 TORCH_MODULE(Linear);
 
@@ -19,6 +33,7 @@ struct Conv2dImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight, bias;
   int64_t stride, padding;
+  WeightDeltas deltas;  // empty unless adapters are attached at run time
 };
 TORCH_MODULE(Conv2d);
 
