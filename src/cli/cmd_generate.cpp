@@ -4,8 +4,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "adapters/lora_apply.h"
-#include "adapters/resadapter.h"
+#include "cli/adapter_options.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "error.h"
@@ -23,14 +22,13 @@ struct GenerateArgs {
   std::string model, config, output = "lumen.png", dtype = "f32", device = "cpu";
   std::string prompt, negative_prompt, sampler, rescale_space = "model";
   std::string prediction_type, spacing, init_image, mask;
-  std::vector<std::string> loras;  // FILE[:SCALE]
-  std::string resadapter;          // PATH[:SCALE]
+  AdapterOptions adapters;
+  std::string original_size, target_size, crop_top_left;  // SDXL micro-conditioning, "W,H" / "X,Y"
   int64_t steps = 20, width = 0, height = 0, batch_count = 1, batch_size = 1;
   int clip_skip = 1;
   double cfg_scale = 7.0, guidance_rescale = 0.0, eta = 0.0, strength = 0.75;
   uint64_t seed = 0;
   bool overwrite = false, zero_snr = false, no_zero_snr = false, karras = false, plain_prompt = false;
-  bool resadapter_blend = false;
 };
 
 void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
@@ -59,13 +57,16 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_flag("--karras", a.karras, "Karras sigmas (Euler, DPM++)");
   cmd->add_option("--eta", a.eta, "DDIM eta")->capture_default_str();
   cmd->add_flag("--plain-prompt", a.plain_prompt, "no weighting syntax; truncate at 77 tokens (as diffusers)");
-  cmd->add_option("--lora", a.loras, "LoRA/LoCon/LoHa/LoKr file (kohya or diffusers), optionally FILE:SCALE; repeatable")
+  cmd->add_option("--lora", a.adapters.loras, "LoRA/LoCon/LoHa/LoKr file (kohya or diffusers), optionally FILE:SCALE; repeatable")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  cmd->add_option("--resadapter", a.resadapter,
+  cmd->add_option("--resadapter", a.adapters.resadapter,
                   "ResAdapter folder (or LORA_FILE,NORMS_FILE), optionally PATH:SCALE, for sizes the model was not trained at");
-  cmd->add_flag("--resadapter-blend", a.resadapter_blend,
+  cmd->add_flag("--resadapter-blend", a.adapters.resadapter_blend,
                 "blend ResAdapter norms as (1-SCALE)*base + SCALE*adapter instead of replacing them");
+  cmd->add_option("--original-size", a.original_size, "SDXL size conditioning WxH (default: the output size)");
+  cmd->add_option("--target-size", a.target_size, "SDXL target size conditioning WxH (default: the output size)");
+  cmd->add_option("--crop-top-left", a.crop_top_left, "SDXL crop conditioning TOP,LEFT (default: 0,0)");
   cmd->add_option("--dtype", a.dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}))->capture_default_str();
   cmd->add_option("--device", a.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_flag("--overwrite", a.overwrite, "replace existing output files");
@@ -80,38 +81,18 @@ torch::Dtype parse_dtype(const GenerateArgs& a) {
   return torch::kFloat;
 }
 
-// "FILE:0.8" -> {"FILE", 0.8}; without a numeric tail the whole text is the path, at scale 1.
-std::pair<std::string, double> split_scale(const std::string& spec, const std::string& option) {
-  const auto colon = spec.rfind(':');
-  if (colon == std::string::npos) return {spec, 1.0};
-  const std::string tail = spec.substr(colon + 1);
-  size_t used = 0;
-  double scale = 0;
+// "1024x768" (width x height) → {height, width}; "32,16" (top,left) → {32, 16}.
+std::array<int64_t, 2> parse_pair(const std::string& text, char separator, bool width_first, const std::string& option) {
+  const auto at = text.find(separator);
   try {
-    scale = std::stod(tail, &used);
+    size_t used_a = 0, used_b = 0;
+    const std::string first = text.substr(0, at), second = at == std::string::npos ? "" : text.substr(at + 1);
+    const long long x = std::stoll(first, &used_a), y = std::stoll(second, &used_b);
+    if (used_a == first.size() && used_b == second.size() && x >= 0 && y >= 0 && x <= 65536 && y <= 65536)
+      return width_first ? std::array<int64_t, 2>{y, x} : std::array<int64_t, 2>{x, y};
   } catch (const std::exception&) {
-    return {spec, 1.0};
   }
-  if (used != tail.size()) return {spec, 1.0};
-  if (!std::isfinite(scale)) throw Error(option + " " + spec, "the scale must be a finite number");
-  return {spec.substr(0, colon), scale};
-}
-
-// Merged into the weights: a one-shot command never unmerges, and generation runs at full speed.
-void apply_adapters(const GenerateArgs& a, LoadedModel& model) {
-  adapters::LoraStack loras(adapters::adapter_components(model), adapters::ApplyMode::Merge);
-  for (const auto& spec : a.loras) {
-    const auto [file, scale] = split_scale(spec, "--lora");
-    auto lora = std::make_shared<adapters::LoraFile>(adapters::read_lora_file(file));
-    std::cerr << "lora " << loras.add(file, lora, scale).summary() << "\n";
-  }
-  if (!a.resadapter.empty()) {
-    const auto [path, scale] = split_scale(a.resadapter, "--resadapter");
-    const auto mode = a.resadapter_blend ? adapters::NormMode::Blend : adapters::NormMode::Replace;
-    adapters::AppliedResAdapter res(model.unet.ptr(), adapters::read_resadapter(adapters::resadapter_files(path)), scale,
-                                    mode);
-    std::cerr << "resadapter " << res.report().summary() << "\n";
-  }
+  throw Error(option + " " + text, std::string("expected two non-negative integers separated by '") + separator + "'");
 }
 
 std::string model_path(const GenerateArgs& a) {
@@ -164,7 +145,7 @@ int run_generate(const GenerateArgs& a, bool img2img) {
   // Check the sampler name before the (slow) load.
   if (!a.sampler.empty()) samplers::make_scheduler(a.sampler, samplers::ScheduleConfig{});
   auto model = std::make_shared<LoadedModel>(load_model(path, load));
-  apply_adapters(a, *model);
+  merge_adapters(a.adapters, *model, std::cerr);
   Pipeline pipeline(model);
 
   GenerationOptions o;
@@ -187,6 +168,9 @@ int run_generate(const GenerateArgs& a, bool img2img) {
   if (a.zero_snr) o.zero_terminal_snr = true;
   if (a.no_zero_snr) o.zero_terminal_snr = false;
   if (a.karras) o.karras_sigmas = true;
+  if (!a.original_size.empty()) o.original_size = parse_pair(a.original_size, 'x', true, "--original-size");
+  if (!a.target_size.empty()) o.target_size = parse_pair(a.target_size, 'x', true, "--target-size");
+  if (!a.crop_top_left.empty()) o.crop_top_left = parse_pair(a.crop_top_left, ',', false, "--crop-top-left");
   if (img2img) {
     o.init_image = load_image_tensor(a.init_image, false);
     if (!a.mask.empty()) o.mask = load_image_tensor(a.mask, true);

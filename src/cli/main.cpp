@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       lumen::cli::add_generate_commands(app),
       lumen::cli::add_info_command(app),
       lumen::cli::add_make_random_command(app),
+      lumen::cli::add_convert_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {
