@@ -4,7 +4,9 @@
 #include <set>
 #include <sstream>
 
+#include "convert/diffusers_to_ldm.h"
 #include "error.h"
+#include "nn/unet.h"
 
 namespace lumen::adapters {
 namespace {
@@ -44,6 +46,35 @@ std::function<torch::Tensor(const torch::Tensor&)> runtime_forward(const Adaptab
   };
 }
 
+// kohya's SDXL trainer (and some SD1 tools) name UNet layers in the original
+// layout ("input_blocks_4_1_proj_in"): alias those names to the diffusers layers.
+void add_ldm_aliases(torch::nn::Module& root, const std::map<std::string, AdaptableLayer>& layers,
+                     std::map<std::string, std::string>& aliases) {
+  auto* unet = dynamic_cast<nn::UNet2DConditionImpl*>(&root);
+  if (!unet) return;
+  std::vector<TensorInfo> tensors;
+  for (const auto& p : unet->named_parameters()) tensors.push_back({p.key(), p.value().sizes().vec(), "F32"});
+  const auto family = unet->config.addition_embed_type == "text_time" ? ModelFamily::SDXL : ModelFamily::SD1;
+  LdmTargets targets;
+  try {
+    targets = map_diffusers_to_ldm("unet", tensors, {{"layers_per_block", unet->config.layers_per_block.at(0)}}, family);
+  } catch (const Error&) {
+    return;  // a layout the original format cannot express has no original names
+  }
+  const std::string prefix = ldm_prefix("unet", family), suffix = ".weight";
+  auto strip = [&](const std::string& key, const std::string& head) {
+    if (key.size() < head.size() + suffix.size() || key.compare(0, head.size(), head) != 0 ||
+        key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return std::string();
+    return key.substr(head.size(), key.size() - head.size() - suffix.size());
+  };
+  for (const auto& t : targets.targets) {
+    if (t.diffusers_keys.size() != 1) continue;
+    const std::string module = strip(t.diffusers_keys[0], ""), ldm = strip(t.ldm_key, prefix);
+    if (!module.empty() && !ldm.empty() && layers.count(module)) aliases.emplace(underscored(ldm), module);
+  }
+}
+
 }  // namespace
 
 Components adapter_components(const LoadedModel& model) {
@@ -64,6 +95,7 @@ LayerIndex::LayerIndex(const Components& components) {
       underscored_[component][underscored(layer.name)] = layer.name;
       layers.emplace(layer.name, std::move(layer));
     }
+    if (component == "unet") add_ldm_aliases(*root, layers, underscored_[component]);
   }
 }
 

@@ -29,7 +29,8 @@ struct AdaptableLayer {
   nn::WeightDeltas& deltas() const { return linear ? linear->deltas : conv->deltas; }
 };
 
-// Finds a component's layers by dotted path or by kohya's underscored form.
+// Finds a component's layers by dotted path or by kohya's underscored form,
+// for the UNet also by its original-layout (LDM/SGM) name.
 class LayerIndex {
  public:
   explicit LayerIndex(const Components& components);

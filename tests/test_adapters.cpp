@@ -11,6 +11,7 @@
 #include "adapters/resadapter.h"
 #include "error.h"
 #include "io/safetensors_torch.h"
+#include "model/random_model.h"
 
 namespace {
 
@@ -344,6 +345,34 @@ TEST_F(Adapters, ResAdapterForAnotherModelIsRefused) {
   const std::string attention = write("a.safetensors", {{"down_blocks.0.attentions.0.norm.weight", torch::randn({4})}});
   expect_error([&] { read_resadapter({lora, attention}); }, attention, "down_blocks.0.attentions.0.norm.weight");
   expect_restored(before);
+}
+
+// kohya's SDXL LoRAs name UNet layers in the original layout; both namings must change the same layer.
+TEST(AdapterNames, OriginalLayoutNamesReachTheSameLayers) {
+  char tmpl[] = "/tmp/lumen_ldm_lora_XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  write_random_model(dir + "/tiny", "tiny", 2);
+  auto model = load_model(dir + "/tiny");
+  torch::manual_seed(3);
+  auto down = torch::randn({2, 32, 1, 1}), up = torch::randn({32, 2, 1, 1});
+  auto lora = [&](const std::string& name) {
+    const std::string path = dir + "/" + name + ".safetensors";
+    save_safetensors(path, {{name + ".lora_down.weight", down}, {name + ".lora_up.weight", up},
+                            {name + ".alpha", torch::tensor(2.0)}});
+    return std::make_shared<LoraFile>(read_lora_file(path));
+  };
+  auto weight = model.unet->named_parameters()["down_blocks.0.attentions.0.proj_in.weight"];
+  const auto before = weight.clone();
+  LoraStack diffusers_named(adapter_components(model), ApplyMode::Merge);
+  diffusers_named.add("d", lora("lora_unet_down_blocks_0_attentions_0_proj_in"), 1.0);
+  const auto by_diffusers_name = weight.clone();
+  diffusers_named.clear();
+  LoraStack ldm_named(adapter_components(model), ApplyMode::Merge);
+  EXPECT_EQ(ldm_named.add("l", lora("lora_unet_input_blocks_1_1_proj_in"), 1.0).matched["unet"], 1u);
+  EXPECT_FALSE(torch::equal(weight, before));
+  EXPECT_TRUE(torch::equal(weight, by_diffusers_name));
+  ldm_named.clear();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
