@@ -5,6 +5,8 @@
 #include <set>
 #include <utility>
 
+#include "convert/key_path.h"
+
 namespace lumen {
 namespace {
 
@@ -12,35 +14,13 @@ const std::string kUnetPrefix = "model.diffusion_model.";
 const std::string kVaePrefix = "first_stage_model.";
 const std::string kSd2OpenClipPrefix = "cond_stage_model.model.";
 
-using Parts = std::vector<std::string>;
+using Parts = key_path::Parts;
 using Renames = std::vector<std::pair<std::string, std::string>>;
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
-
-Parts split_dots(const std::string& s) {
-  Parts parts;
-  size_t start = 0;
-  for (size_t dot; (dot = s.find('.', start)) != std::string::npos; start = dot + 1)
-    parts.push_back(s.substr(start, dot - start));
-  parts.push_back(s.substr(start));
-  return parts;
-}
-
-std::string join_from(const Parts& parts, size_t from) {
-  std::string out;
-  for (size_t i = from; i < parts.size(); ++i) out += (i > from ? "." : "") + parts[i];
-  return out;
-}
-
-// Non-negative decimal index, or -1 if `s` is not one.
-int parse_index(const std::string& s) {
-  if (s.empty() || s.size() > 6 ||
-      !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; }))
-    return -1;
-  return std::stoi(s);
-}
+using key_path::join_from;
+using key_path::parse_index;
+using key_path::split_dots;
+using key_path::starts_with;
 
 // Index following `prefix` in `key` ("a.b.<N>.rest"), or -1.
 int index_after(const std::string& key, const std::string& prefix) {
