@@ -11,6 +11,7 @@ using Runner = std::function<int()>;
 Runner add_info_command(CLI::App& app);
 Runner add_make_random_command(CLI::App& app);
 Runner add_generate_commands(CLI::App& app);
+Runner add_shapes_command(CLI::App& app);
 Runner add_convert_command(CLI::App& app);
 
 }  // namespace lumen::cli

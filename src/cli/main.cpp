@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   std::vector<lumen::cli::Runner> runners = {
       lumen::cli::add_generate_commands(app),
       lumen::cli::add_info_command(app),
+      lumen::cli::add_shapes_command(app),
       lumen::cli::add_make_random_command(app),
       lumen::cli::add_convert_command(app),
   };

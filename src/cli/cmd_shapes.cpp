@@ -1,0 +1,240 @@
+// `lumen shapes render|eval`: ShapesWorld images with their captions, and the
+// judge over a folder of images (/work/shared/SHAPES.md).
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "error.h"
+#include "io/atomic_file.h"
+#include "io/image_io.h"
+#include "shapes/judge.h"
+#include "shapes/shapes_world.h"
+
+namespace lumen::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace lumen::shapes;
+
+struct RenderOptions {
+  std::string out, split = "all";
+  int width = 64, height = 64;
+  uint64_t seed = 0;
+  bool jitter = false, overwrite = false;
+};
+
+struct EvalOptions {
+  std::string dir;
+  bool json = false;
+};
+
+// Captions of the split, each with its index in all_captions(): the file name,
+// so an image's name stays the same whichever split it was rendered in.
+std::vector<std::pair<int, Caption>> numbered_captions(const std::string& split) {
+  const auto& all = all_captions();
+  std::vector<std::pair<int, Caption>> out;
+  for (int k = 0; k < static_cast<int>(all.size()); ++k) {
+    const bool wanted = split == "all" || (split == "eval" && in_split(all[k], Split::eval)) ||
+                        (split == "seen" && in_split(all[k], Split::seen)) ||
+                        (split == "train" && in_split(all[k], Split::train));
+    if (wanted) out.emplace_back(k, all[k]);
+  }
+  return out;
+}
+
+std::string file_stem(int number) {
+  char name[16];
+  std::snprintf(name, sizeof name, "%03d", number);
+  return name;
+}
+
+// Per-image jitter from (seed, image number), so one image does not depend on which others were rendered.
+Jitter jitter_for(uint64_t seed, int number) {
+  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(number)};
+  std::mt19937_64 rng(seq);
+  return random_jitter(rng);
+}
+
+void refuse_to_replace(const std::vector<std::string>& paths) {
+  for (const auto& path : paths)
+    if (fs::exists(path)) throw Error(path, "already exists (use --overwrite to replace it)");
+}
+
+// Writes NNN.png (caption in its "parameters" text) and NNN.txt (kohya-style
+// sidecar) per caption, plus captions.jsonl listing them all.
+int run_render(const RenderOptions& o) {
+  if (o.width <= 0 || o.height <= 0) throw Error("shapes render", "-W and -H must be positive");
+  const auto captions = numbered_captions(o.split);
+  const fs::path dir(o.out);
+  if (!o.overwrite) {
+    std::vector<std::string> targets{(dir / "captions.jsonl").string()};
+    for (const auto& [number, caption] : captions)
+      for (const char* ext : {".png", ".txt"}) targets.push_back((dir / (file_stem(number) + ext)).string());
+    refuse_to_replace(targets);
+  }
+  fs::create_directories(dir);
+  std::string index;
+  for (const auto& [number, caption] : captions) {
+    const Jitter jitter = o.jitter ? jitter_for(o.seed, number) : Jitter{};
+    const std::string text = caption_text(caption), stem = file_stem(number);
+    char details[160];
+    std::snprintf(details, sizeof details, "ShapesWorld v1, Size: %dx%d, Seed: %llu, Jitter: %.4f %.4f", o.width,
+                  o.height, static_cast<unsigned long long>(o.seed), jitter.dx, jitter.dy);
+    write_png((dir / (stem + ".png")).string(), render(caption, o.width, o.height, jitter),
+              {{"parameters", text + "\n" + details}}, o.overwrite);
+    write_text_atomically((dir / (stem + ".txt")).string(), text + "\n");
+    index += nlohmann::json{{"file", stem + ".png"}, {"caption", text}}.dump() + "\n";
+  }
+  write_text_atomically((dir / "captions.jsonl").string(), index);
+  std::cout << "wrote " << captions.size() << " " << o.width << "x" << o.height << " images (" << o.split
+            << " split) to " << o.out << "\n";
+  return 0;
+}
+
+std::string first_line(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+  return line;
+}
+
+// The caption of an image: its .txt sidecar, else its PNG "parameters" text; first line either way.
+Caption caption_of(const fs::path& png) {
+  fs::path sidecar = png;
+  sidecar.replace_extension(".txt");
+  std::string text;
+  if (fs::exists(sidecar)) {
+    std::ifstream in(sidecar);
+    std::getline(in, text);
+  } else {
+    const auto chunks = read_png_text(png.string());
+    const auto it = chunks.find("parameters");
+    if (it == chunks.end()) throw Error(png.string(), "no caption: no .txt sidecar and no \"parameters\" text");
+    text = it->second;
+  }
+  const std::string line = first_line(text);
+  const std::optional<Caption> caption = parse_caption(line);
+  if (!caption || !caption->is_full()) throw Error(png.string(), "\"" + line + "\" is not a full ShapesWorld caption");
+  return *caption;
+}
+
+std::vector<fs::path> png_files(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw Error(dir, "is not a folder");
+  std::vector<fs::path> out;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_regular_file() && entry.path().extension() == ".png") out.push_back(entry.path());
+  if (out.empty()) throw Error(dir, "holds no .png images");
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+nlohmann::json rates_json(const JudgeSummary::Rates& r) {
+  return {{"images", r.images},     {"single", r.single}, {"colour", r.colour},         {"shape", r.shape},
+          {"position", r.position}, {"size", r.size},     {"background", r.background}, {"correct", r.correct}};
+}
+
+nlohmann::json judgement_json(const fs::path& file, const Judgement& j) {
+  return {{"file", file.filename().string()},
+          {"caption", caption_text(j.asked)},
+          {"objects", j.objects},
+          {"single", j.single},
+          {"colour", j.colour},
+          {"shape", j.shape},
+          {"position", j.position},
+          {"size", j.size},
+          {"background", j.background},
+          {"correct", j.correct},
+          {"bg_error", j.bg_error},
+          {"luma", j.luma},
+          {"nearest_colour", std::string(kColours[index_of(j.nearest_colour)].name)},
+          {"fill_ratio", j.fill_ratio},
+          {"centroid", {j.centroid_x, j.centroid_y}},
+          {"size_ratio", j.size_ratio}};
+}
+
+nlohmann::json summary_json(const JudgeSummary& s) {
+  nlohmann::json backgrounds;
+  for (size_t b = 0; b < kBackgrounds.size(); ++b)
+    backgrounds[std::string(kBackgrounds[b].name)] = {{"images", s.per_background[b].images},
+                                                     {"mean_bg_error", s.per_background[b].mean_bg_error},
+                                                     {"mean_luma", s.per_background[b].mean_luma}};
+  return {{"all", rates_json(s.all)},
+          {"unseen", rates_json(s.eval)},
+          {"seen", rates_json(s.seen)},
+          {"backgrounds", backgrounds},
+          {"luma", {{"mean", s.luma_mean}, {"spread", s.luma_spread}}}};
+}
+
+void print_summary(const std::string& dir, const JudgeSummary& s) {
+  const JudgeSummary::Rates& r = s.all;
+  std::printf("%d images in %s\n", r.images, dir.c_str());
+  const std::pair<const char*, double> criteria[] = {{"single", r.single},     {"colour", r.colour},
+                                                     {"shape", r.shape},       {"position", r.position},
+                                                     {"size", r.size},         {"background", r.background},
+                                                     {"correct", r.correct}};
+  for (const auto& [name, rate] : criteria) std::printf("  %-11s %6.1f%%\n", name, 100 * rate);
+  for (const auto& [name, split] : {std::pair{"unseen", &s.eval}, std::pair{"seen", &s.seen}})
+    if (split->images > 0)
+      std::printf("  %-11s %6.1f%% correct of %d\n", name, 100 * split->correct, split->images);
+  for (size_t b = 0; b < kBackgrounds.size(); ++b)
+    if (s.per_background[b].images > 0)
+      std::printf("  on %-8s bg_error %6.2f  luma %6.1f  (%d images)\n", std::string(kBackgrounds[b].name).c_str(),
+                  s.per_background[b].mean_bg_error, s.per_background[b].mean_luma, s.per_background[b].images);
+  std::printf("  luma        mean %.1f, spread %.1f\n", s.luma_mean, s.luma_spread);
+}
+
+int run_eval(const EvalOptions& o) {
+  std::vector<Judgement> judgements;
+  nlohmann::json per_image = nlohmann::json::array();
+  for (const fs::path& png : png_files(o.dir)) {
+    const Caption caption = caption_of(png);
+    judgements.push_back(judge(read_image(png.string()), caption));
+    per_image.push_back(judgement_json(png, judgements.back()));
+  }
+  const JudgeSummary summary = summarize(judgements);
+  if (o.json) {
+    nlohmann::json out = summary_json(summary);
+    out["per_image"] = per_image;
+    std::cout << out.dump(2) << "\n";
+  } else {
+    print_summary(o.dir, summary);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_shapes_command(CLI::App& app) {
+  auto render_opt = std::make_shared<RenderOptions>();
+  auto eval_opt = std::make_shared<EvalOptions>();
+  auto* shapes = app.add_subcommand("shapes", "ShapesWorld: render captioned images, judge generated ones");
+  shapes->require_subcommand(1);
+
+  auto* render_cmd = shapes->add_subcommand("render", "Write ShapesWorld images with their captions");
+  render_cmd->add_option("-o,--output", render_opt->out, "output folder")->required();
+  render_cmd->add_option("--split", render_opt->split, "eval (unseen), seen, train or all")
+      ->check(CLI::IsMember({"eval", "seen", "train", "all"}))
+      ->capture_default_str();
+  render_cmd->add_option("-W,--width", render_opt->width, "image width")->capture_default_str();
+  render_cmd->add_option("-H,--height", render_opt->height, "image height")->capture_default_str();
+  render_cmd->add_option("-s,--seed", render_opt->seed, "seed of the jitter")->capture_default_str();
+  render_cmd->add_flag("--jitter", render_opt->jitter, "jitter each centre as training images are (±4%)");
+  render_cmd->add_flag("--overwrite", render_opt->overwrite, "replace existing images");
+
+  auto* eval_cmd = shapes->add_subcommand("eval", "Judge every PNG in a folder against its caption");
+  eval_cmd->add_option("dir", eval_opt->dir, "folder of PNGs, captions in .txt sidecars or PNG parameters")
+      ->required();
+  eval_cmd->add_flag("--json", eval_opt->json, "print JSON, with every image's judgement");
+
+  return [=]() {
+    if (!*shapes) return -1;
+    if (*render_cmd) return run_render(*render_opt);
+    return run_eval(*eval_opt);
+  };
+}
+
+}  // namespace lumen::cli
