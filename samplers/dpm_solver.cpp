@@ -137,6 +137,13 @@ void step_schedule(const ScheduleConfig& config, int64_t steps, int64_t last_tim
   }
 }
 
+void check_step_index(const torch::Tensor& timesteps, int64_t i, const std::string& who) {
+  const int64_t n = timesteps.defined() ? timesteps.size(0) : 0;
+  if (i < 0 || i >= n)
+    throw Error(who, "step index " + std::to_string(i) + " outside [0, " + std::to_string(n) +
+                         "); call set_timesteps first");
+}
+
 torch::Tensor int64_tensor(const std::vector<int64_t>& values) {
   return torch::tensor(values, torch::TensorOptions().dtype(torch::kLong));
 }
@@ -236,10 +243,8 @@ class DpmSolverMultistep final : public Scheduler {
 
   StepResult step(const torch::Tensor& model_output, int64_t i, const torch::Tensor& sample,
                   at::Generator* /*generator: deterministic*/) override {
-    const int64_t n = timesteps_.defined() ? timesteps_.size(0) : 0;
-    if (i < 0 || i >= n)
-      throw Error("DPMSolverMultistepScheduler", "step index " + std::to_string(i) + " outside [0, " +
-                                                    std::to_string(n) + "); call set_timesteps first");
+    multistep::check_step_index(timesteps_, i, "DPMSolverMultistepScheduler");
+    const int64_t n = timesteps_.size(0);
     if (i != last_step_ + 1) reset();  // a new run (or a jump): no usable history
     last_step_ = i;
 

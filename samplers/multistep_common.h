@@ -23,6 +23,8 @@ void karras_schedule(const torch::Tensor& sigmas, int64_t steps, std::vector<dou
 void step_schedule(const ScheduleConfig& config, int64_t steps, int64_t last_timestep,
                    const torch::Tensor& train_sigmas, const std::string& who, std::vector<int64_t>& timesteps,
                    std::vector<double>& sigmas);
+// Throws unless 0 <= i < the number of timesteps (set_timesteps must come first).
+void check_step_index(const torch::Tensor& timesteps, int64_t i, const std::string& who);
 torch::Tensor int64_tensor(const std::vector<int64_t>& values);
 torch::Tensor float32_tensor(const std::vector<double>& values);  // float64 values stored as float32
 

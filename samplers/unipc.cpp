@@ -82,10 +82,8 @@ class UniPCMultistep final : public Scheduler {
 
   StepResult step(const torch::Tensor& model_output, int64_t i, const torch::Tensor& sample,
                   at::Generator* /*generator: deterministic*/) override {
-    const int64_t n = timesteps_.defined() ? timesteps_.size(0) : 0;
-    if (i < 0 || i >= n)
-      throw Error(kWho, "step index " + std::to_string(i) + " outside [0, " + std::to_string(n) +
-                            "); call set_timesteps first");
+    multistep::check_step_index(timesteps_, i, kWho);
+    const int64_t n = timesteps_.size(0);
     if (i != last_step_ + 1) reset();  // a new run (or a jump): no usable history
     last_step_ = i;
 
