@@ -13,5 +13,6 @@ Runner add_make_random_command(CLI::App& app);
 Runner add_generate_commands(CLI::App& app);
 Runner add_shapes_command(CLI::App& app);
 Runner add_convert_command(CLI::App& app);
+Runner add_train_command(CLI::App& app);
 
 }  // namespace lumen::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
       lumen::cli::add_shapes_command(app),
       lumen::cli::add_make_random_command(app),
       lumen::cli::add_convert_command(app),
+      lumen::cli::add_train_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {

@@ -1,10 +1,14 @@
-// Random initialisation for networks built with empty parameters (fresh
-// training, synthetic test models): weights ~ N(0, 1/fan_in), norms 1/0.
+// Random initialisation for networks built with empty parameters.
 #pragma once
 #include <torch/torch.h>
 
 namespace lumen::nn {
 
+// Synthetic test models: weights ~ N(0, 1/fan_in), norms 1/0.
 void init_random(torch::nn::Module& module, uint64_t seed);
+
+// Fresh training: PyTorch's defaults for linear and conv weights
+// (U(±1/sqrt(fan_in))), zero biases, norms 1/0, embeddings N(0, 0.02) as CLIP.
+void init_for_training(torch::nn::Module& module, uint64_t seed);
 
 }  // namespace lumen::nn

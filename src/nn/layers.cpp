@@ -37,6 +37,10 @@ GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_)
   bias = register_parameter("bias", torch::empty({channels}));
 }
 torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
+  // Under CPU autocast (bf16 training) activations arrive in bf16 while the
+  // weights stay float32; LibTorch 1.13's group_norm needs them to agree, and
+  // normalising in float32 is the precise choice anyway.
+  if (x.scalar_type() != weight.scalar_type()) return torch::group_norm(x.to(weight.scalar_type()), groups, weight, bias, eps);
   return torch::group_norm(x, groups, weight, bias, eps);
 }
 

@@ -1,0 +1,193 @@
+#include "datasets.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <opencv2/imgproc.hpp>
+#include <random>
+#include <sstream>
+
+#include "error.h"
+#include "image_grid.h"
+#include "io/image_io.h"
+#include "shapes/shapes_world.h"
+
+namespace lumen::train {
+namespace fs = std::filesystem;
+
+uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
+  auto splitmix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  return splitmix(splitmix(splitmix(seed) ^ a) ^ b);
+}
+
+namespace {
+
+// In [0, 1) from the raw 64-bit draw: the same on every standard library.
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+
+class ShapesDataset : public Dataset {
+ public:
+  explicit ShapesDataset(const DatasetSpec& spec)
+      : spec_(spec),
+        captions_(shapes::split_captions(spec.split == "eval"   ? shapes::Split::eval
+                                         : spec.split == "seen" ? shapes::Split::seen
+                                                                : shapes::Split::train)) {}
+
+  Batch batch(uint64_t seed, int64_t step, int64_t size) const override {
+    std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step), 0x5eed));
+    Batch b;
+    std::vector<torch::Tensor> images;
+    for (int64_t i = 0; i < size; ++i) {
+      shapes::Caption c = captions_[rng() % captions_.size()];
+      if (uniform01(rng) < spec_.drop_size) c.size.reset();
+      if (uniform01(rng) < spec_.drop_position) c.position.reset();
+      const shapes::Caption drawn = shapes::fill_dropped(c, rng);
+      const shapes::Jitter jitter = shapes::random_jitter(rng);
+      images.push_back(image_tensor(shapes::render(drawn, static_cast<int>(spec_.width), static_cast<int>(spec_.height), jitter)));
+      b.captions.push_back(shapes::caption_text(c));
+    }
+    b.images = torch::stack(images);
+    return b;
+  }
+  std::string describe() const override {
+    return "ShapesWorld " + spec_.split + " split (" + std::to_string(captions_.size()) + " full captions), " +
+           std::to_string(spec_.width) + "x" + std::to_string(spec_.height);
+  }
+
+ private:
+  DatasetSpec spec_;
+  std::vector<shapes::Caption> captions_;
+};
+
+bool is_image_file(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".tga", ".gif", ".webp"})
+    if (ext == e) return true;
+  return false;
+}
+
+std::string read_caption(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(file.string(), "cannot read the caption");
+  std::ostringstream s;
+  s << in.rdbuf();
+  std::string text = s.str();
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  size_t start = 0;
+  while (start < text.size() && std::isspace(static_cast<unsigned char>(text[start]))) ++start;
+  return text.substr(start);
+}
+
+// Scales the shorter side to fit, then crops the centre: no distortion.
+RgbImage fit_and_crop(const RgbImage& image, int width, int height) {
+  cv::Mat src(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.pixels.data()));
+  const double scale = std::max(static_cast<double>(width) / image.width, static_cast<double>(height) / image.height);
+  const int w = std::max(width, static_cast<int>(std::lround(image.width * scale)));
+  const int h = std::max(height, static_cast<int>(std::lround(image.height * scale)));
+  cv::Mat resized;
+  cv::resize(src, resized, cv::Size(w, h), 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_CUBIC);
+  cv::Mat crop = resized(cv::Rect((w - width) / 2, (h - height) / 2, width, height)).clone();
+  RgbImage out;
+  out.width = width;
+  out.height = height;
+  out.pixels.assign(crop.data, crop.data + static_cast<size_t>(width) * height * 3);
+  return out;
+}
+
+class FolderDataset : public Dataset {
+ public:
+  explicit FolderDataset(const DatasetSpec& spec) : spec_(spec) {
+    const fs::path dir(spec.path);
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) throw Error(spec.path, "no such dataset folder");
+    if (!fs::is_directory(dir, ec)) throw Error(spec.path, "the dataset is not a folder");
+    fs::directory_iterator it(dir, ec);
+    if (ec) throw Error(spec.path, "cannot read the dataset folder: " + ec.message());
+    std::vector<std::string> uncaptioned;
+    for (const auto& entry : it) {
+      if (!entry.is_regular_file(ec) || !is_image_file(entry.path())) continue;
+      fs::path caption = entry.path();
+      caption.replace_extension(spec.caption_extension);
+      if (!fs::is_regular_file(caption, ec)) {
+        uncaptioned.push_back(entry.path().filename().string());
+        continue;
+      }
+      items_.push_back({entry.path().string(), read_caption(caption)});
+    }
+    if (!uncaptioned.empty()) {
+      std::sort(uncaptioned.begin(), uncaptioned.end());
+      std::string list;
+      for (size_t i = 0; i < std::min<size_t>(uncaptioned.size(), 5); ++i) list += (i ? ", " : "") + uncaptioned[i];
+      if (uncaptioned.size() > 5) list += ", ...";
+      throw Error(spec.path, std::to_string(uncaptioned.size()) + " image(s) without a " + spec.caption_extension +
+                                 " caption: " + list);
+    }
+    if (items_.empty()) throw Error(spec.path, "the dataset folder has no images (.png, .jpg, .bmp, ...)");
+    std::sort(items_.begin(), items_.end(), [](const Item& a, const Item& b) { return a.image < b.image; });
+  }
+
+  Batch batch(uint64_t seed, int64_t step, int64_t size) const override {
+    Batch b;
+    std::vector<torch::Tensor> images;
+    for (int64_t i = 0; i < size; ++i) {
+      const auto global = static_cast<uint64_t>(step * size + i);
+      const Item& item = items_[order(seed, global / items_.size())[global % items_.size()]];
+      RgbImage image;
+      try {
+        image = read_image(item.image);
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& e) {
+        throw Error(item.image, std::string("cannot read the image: ") + e.what());
+      }
+      images.push_back(image_tensor(fit_and_crop(image, static_cast<int>(spec_.width), static_cast<int>(spec_.height))));
+      b.captions.push_back(item.caption);
+    }
+    b.images = torch::stack(images);
+    return b;
+  }
+  std::string describe() const override {
+    return "image folder " + spec_.path + " (" + std::to_string(items_.size()) + " captioned images), " +
+           std::to_string(spec_.width) + "x" + std::to_string(spec_.height);
+  }
+
+ private:
+  struct Item {
+    std::string image, caption;
+  };
+  // The shuffled order of one epoch (Fisher-Yates on a seeded stream).
+  const std::vector<size_t>& order(uint64_t seed, uint64_t epoch) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cached_epoch_ != epoch || cached_order_.empty()) {
+      cached_order_.resize(items_.size());
+      for (size_t i = 0; i < items_.size(); ++i) cached_order_[i] = i;
+      std::mt19937_64 rng(mix_seed(seed, epoch, 0xe90c));
+      for (size_t i = items_.size(); i > 1; --i) std::swap(cached_order_[i - 1], cached_order_[rng() % i]);
+      cached_epoch_ = epoch;
+    }
+    return cached_order_;
+  }
+  DatasetSpec spec_;
+  std::vector<Item> items_;
+  mutable std::mutex mutex_;
+  mutable uint64_t cached_epoch_ = ~uint64_t{0};
+  mutable std::vector<size_t> cached_order_;
+};
+
+}  // namespace
+
+std::unique_ptr<Dataset> make_dataset(const DatasetSpec& spec) {
+  if (spec.type == "shapes") return std::make_unique<ShapesDataset>(spec);
+  if (spec.type == "folder") return std::make_unique<FolderDataset>(spec);
+  throw Error("dataset", "unknown type '" + spec.type + "' (shapes, folder)");
+}
+
+}  // namespace lumen::train

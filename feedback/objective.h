@@ -1,0 +1,37 @@
+// What is being trained and its loss: the trainer's loop (optimiser, EMA,
+// checkpoints, logs) is the same for every task, the objective is not.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "datasets.h"
+#include "recipe.h"
+
+namespace lumen::train {
+
+using Metrics = std::map<std::string, double>;
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  // The parameters the optimiser updates, with stable names (checkpoint keys).
+  virtual NamedTensors trainable() = 0;
+  // The loss of one batch; `gen` gives every random draw of the step. May add
+  // components to `metrics`.
+  virtual torch::Tensor loss(const Batch& batch, at::Generator& gen, Metrics& metrics) = 0;
+  // A sample grid (and, where the recipe asks, ShapesWorld judging) with the
+  // current weights; writes `png` and may add metrics.
+  virtual void sample(const std::string& png, Metrics& metrics) = 0;
+  // The finished model (or adapter) in Lumen's loadable formats, under `folder`.
+  virtual void write_final(const std::string& folder) = 0;
+};
+
+std::unique_ptr<Objective> make_objective(const Recipe& recipe, const Dataset& dataset);
+
+}  // namespace lumen::train

@@ -1,0 +1,254 @@
+// The denoising loss: a UNet (and optionally the text encoder) learns to
+// predict ε or v of noised VAE latents under the recipe's noise schedule, with
+// caption dropout so that classifier-free guidance works.
+#include <filesystem>
+
+#include "convert/model_writer.h"
+#include "error.h"
+#include "image_grid.h"
+#include "io/atomic_file.h"
+#include "model/configs.h"
+#include "model/model_loader.h"
+#include "nn/init.h"
+#include "lora_trainable.h"
+#include "objective_parts.h"
+#include "pipeline/pipeline.h"
+#include "prompt/prompt_parser.h"
+#include "runtime.h"
+#include "samplers/scheduler.h"
+#include "shapes/judge.h"
+#include "shapes/shapes_world.h"
+
+namespace lumen::train {
+namespace {
+using json = nlohmann::json;
+
+// The schedule the model is trained (and later sampled) with; the recipe's
+// fields replace these defaults (SD's scaled-linear schedule).
+json schedule_config(const Recipe& recipe) {
+  json s = {{"_class_name", "DDIMScheduler"}, {"num_train_timesteps", 1000}, {"beta_start", 0.00085},
+            {"beta_end", 0.012}, {"beta_schedule", "scaled_linear"}, {"prediction_type", "epsilon"},
+            {"timestep_spacing", "leading"}, {"steps_offset", 1}, {"clip_sample", false},
+            {"set_alpha_to_one", false}, {"rescale_betas_zero_snr", false}};
+  if (recipe.schedule.is_object())
+    for (const auto& [k, v] : recipe.schedule.items()) s[k] = v;
+  return s;
+}
+
+json with_class(json config, const char* key, const char* value) {
+  config[key] = value;
+  return config;
+}
+
+// A model built from the recipe's configs: new text encoder and UNet, the
+// trained VAE, the CLIP tokenizer from assets.
+std::shared_ptr<LoadedModel> new_model(const Recipe& recipe, const json& schedule) {
+  auto m = std::make_shared<LoadedModel>();
+  ModelPlan& plan = m->plan;
+  plan.path = recipe.output;
+  plan.format = "diffusers";
+  plan.family = ModelFamily::SD1;
+  plan.scheduler_config = schedule;
+  plan.prediction_type = schedule.value("prediction_type", "epsilon");
+  plan.zero_terminal_snr = schedule.value("rescale_betas_zero_snr", false);
+
+  const std::string vae_config_file = recipe.vae + "/config.json";
+  const std::string vae_weights = recipe.vae + "/diffusion_pytorch_model.safetensors";
+  if (!std::filesystem::exists(vae_config_file) || !std::filesystem::exists(vae_weights))
+    throw Error(recipe.vae, "model.vae must be a VAE folder with config.json and diffusion_pytorch_model.safetensors "
+                            "(the final/vae of a `task: vae` run)");
+  const json vae_config = read_yaml_or_json(vae_config_file);
+  m->vae = build_vae(vae_config, vae_config_file, *open_component_weights({vae_weights}));
+  plan.components["vae"].config = vae_config;
+
+  json te = recipe.text_encoder_config;
+  if (!te.contains("architectures")) te["architectures"] = {"CLIPTextModel"};
+  m->text_encoder = nn::ClipTextModel(parse_clip_text_config(te, recipe.file + ": model.text_encoder"));
+  nn::init_for_training(*m->text_encoder, recipe.seed + 1);
+  plan.components["text_encoder"].config = te;
+
+  json unet = with_class(recipe.unet_config, "_class_name", "UNet2DConditionModel");
+  m->unet = nn::UNet2DCondition(parse_unet_config(unet, recipe.file + ": model.unet"));
+  nn::init_for_training(*m->unet, recipe.seed + 2);
+  plan.components["unet"].config = unet;
+  if (m->unet->config.cross_attention_dim.at(0) != m->text_encoder->config.hidden_size)
+    throw Error(recipe.file, "model.unet.cross_attention_dim must equal model.text_encoder.hidden_size");
+
+  TokenizerPlan tok{asset_path("tokenizer/vocab.json"), asset_path("tokenizer/merges.txt"), "<|endoftext|>"};
+  plan.tokenizers["tokenizer"] = tok;
+  m->tokenizer = load_tokenizer(tok, &m->pad_id);
+  return m;
+}
+
+class DiffusionObjective : public Objective {
+ public:
+  DiffusionObjective(const Recipe& recipe, const Dataset& dataset) : recipe_(recipe) {
+    (void)dataset;
+    schedule_ = schedule_config(recipe);
+    if (!recipe.base_model.empty()) {
+      LoadOptions lo;
+      model_ = std::make_shared<LoadedModel>(load_model(recipe.base_model, lo));
+      if (model_->text_encoder_2) throw Error(recipe.base_model, "training SDXL models is not supported yet");
+      model_->plan.scheduler_config = schedule_;
+      model_->plan.prediction_type = schedule_.value("prediction_type", "epsilon");
+      model_->plan.zero_terminal_snr = schedule_.value("rescale_betas_zero_snr", false);
+    } else {
+      model_ = new_model(recipe, schedule_);
+    }
+    const auto config = samplers::parse_schedule_config(schedule_, recipe.file + ": schedule");
+    prediction_ = config.prediction;
+    if (prediction_ == samplers::Prediction::Sample) throw Error(recipe.file, "schedule.prediction_type: use epsilon or v_prediction");
+    if (config.zero_terminal_snr && prediction_ == samplers::Prediction::Epsilon)
+      throw Error(recipe.file, "schedule: zero terminal SNR needs prediction_type v_prediction (ε cannot be learnt at SNR 0)");
+    alphas_cumprod_ = samplers::make_alphas_cumprod(config).to(torch::kDouble);
+    for (auto& p : model_->vae->parameters()) p.set_requires_grad(false);
+    if (!train_text_encoder())
+      for (auto& p : model_->text_encoder->parameters()) p.set_requires_grad(false);
+    if (recipe.task == Task::Lora) {
+      for (auto& p : model_->unet->parameters()) p.set_requires_grad(false);
+      lora_ = std::make_unique<TrainableLora>(
+          *model_, LoraTargets{recipe.lora_rank, recipe.lora_alpha, recipe.lora_text_encoder, recipe.lora_conv},
+          recipe.seed + 3);
+    }
+  }
+
+  NamedTensors trainable() override {
+    if (lora_) return lora_->parameters();
+    NamedTensors out = named_parameters(*model_->unet, "unet.");
+    if (train_text_encoder())
+      for (auto& t : named_parameters(*model_->text_encoder, "text_encoder.")) out.push_back(t);
+    return out;
+  }
+
+  torch::Tensor loss(const Batch& batch, at::Generator& gen, Metrics& metrics) override {
+    (void)metrics;
+    const int64_t b = batch.images.size(0);
+    torch::Tensor latents;
+    {
+      torch::NoGradGuard no_grad;
+      const auto dist = nn::split_moments(model_->vae->encode_moments(batch.images));
+      latents = model_->vae->to_model_latents(dist.mean + dist.std * torch::randn(dist.mean.sizes(), gen));
+    }
+    // Caption dropout: the empty prompt, as at sampling time for the unconditional half of CFG.
+    const auto drop = torch::rand({b}, gen);
+    std::vector<std::string> captions = batch.captions;
+    for (int64_t i = 0; i < b; ++i)
+      if (drop[i].item<double>() < recipe_.caption_dropout) captions[i] = "";
+    const auto context = encode(captions);  // LoRA on the text encoder: gradients flow through its deltas
+
+    const int64_t T = alphas_cumprod_.size(0);
+    const auto u = torch::rand({b}, gen, torch::kDouble);
+    const auto t = (u.pow(1.0 / recipe_.timesteps.exponent) * T).floor().clamp(0, T - 1).to(torch::kLong);
+    const auto noise = torch::randn(latents.sizes(), gen);
+    const auto abar = alphas_cumprod_.index_select(0, t).to(torch::kFloat).view({b, 1, 1, 1});
+    const auto sa = abar.sqrt(), sn = (1 - abar).sqrt();
+    const auto noisy = sa * latents + sn * noise;
+    const auto target = prediction_ == samplers::Prediction::V ? sa * noise - sn * latents : noise;
+    const auto pred = model_->unet->forward(noisy, t, context);
+    return (pred.to(torch::kFloat) - target).pow(2).mean();
+  }
+
+  void sample(const std::string& png, Metrics& metrics) override {
+    Pipeline pipeline(model_);
+    const auto& s = recipe_.sample;
+    std::vector<std::string> prompts = s.prompts;
+    if (prompts.empty()) {
+      const auto eval = shapes::split_captions(shapes::Split::eval);
+      for (size_t i = 0; i < 8; ++i) prompts.push_back(shapes::caption_text(eval[(i * 37) % eval.size()]));
+    }
+    GenerationOptions o;
+    o.prompts = prompts;
+    o.sampler = s.sampler;
+    o.steps = s.steps;
+    o.cfg_scale = s.cfg_scale;
+    o.guidance_rescale = s.guidance_rescale;
+    o.width = recipe_.dataset.width;
+    o.height = recipe_.dataset.height;
+    o.seed = 1;
+    auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
+    write_png(png, make_grid(images, 8), {}, true);
+    if (s.judge_captions > 0) judge_seen(pipeline, metrics);
+  }
+
+  void write_final(const std::string& folder) override {
+    if (lora_) {
+      lora_->save(folder + "/lora.safetensors", {{"ss_base_model", recipe_.base_model}, {"lumen_recipe", recipe_.file}});
+      return;
+    }
+    write_diffusers_folder(*model_, folder);
+  }
+
+ private:
+  bool train_text_encoder() const { return recipe_.train_text_encoder && recipe_.task == Task::Diffusion; }
+
+  // First 77-token chunk of each caption, tokenised as at generation time.
+  torch::Tensor ids_of(const std::vector<std::string>& captions) const {
+    std::vector<torch::Tensor> rows;
+    for (const auto& c : captions) {
+      const auto chunks = chunk_prompt(*model_->tokenizer, c, model_->pad_id, false);
+      rows.push_back(torch::tensor(chunks.at(0).ids, torch::kLong));
+    }
+    return torch::stack(rows);
+  }
+  torch::Tensor encode(const std::vector<std::string>& captions) {
+    const auto ids = ids_of(captions);
+    if (train_text_encoder() || (lora_ && recipe_.lora_text_encoder))
+      return model_->text_encoder->forward(ids).last_hidden_state;
+    torch::NoGradGuard no_grad;
+    return model_->text_encoder->forward(ids).last_hidden_state;
+  }
+
+  // Judges images of evenly spread seen-split captions (one seed each).
+  void judge_seen(const Pipeline& pipeline, Metrics& metrics) const {
+    const auto& s = recipe_.sample;
+    const auto seen = shapes::split_captions(shapes::Split::seen);
+    std::vector<shapes::Caption> asked;
+    for (int64_t i = 0; i < s.judge_captions; ++i)
+      asked.push_back(seen[static_cast<size_t>(i * static_cast<int64_t>(seen.size()) / s.judge_captions)]);
+    std::vector<shapes::Judgement> judgements;
+    const size_t chunk = 32;
+    for (size_t start = 0; start < asked.size(); start += chunk) {
+      GenerationOptions o;
+      for (size_t i = start; i < std::min(asked.size(), start + chunk); ++i) o.prompts.push_back(shapes::caption_text(asked[i]));
+      o.sampler = s.sampler;
+      o.steps = s.steps;
+      o.cfg_scale = s.cfg_scale;
+      o.guidance_rescale = s.guidance_rescale;
+      o.width = recipe_.dataset.width;
+      o.height = recipe_.dataset.height;
+      o.seed = 1000 + start;
+      const auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
+      for (int64_t i = 0; i < images.size(0); ++i)
+        judgements.push_back(shapes::judge(to_rgb(images[i]), asked[start + static_cast<size_t>(i)]));
+    }
+    const auto summary = shapes::summarize(judgements);
+    metrics["correct"] = summary.all.correct;
+    metrics["colour"] = summary.all.colour;
+    metrics["shape"] = summary.all.shape;
+    metrics["position"] = summary.all.position;
+    metrics["background"] = summary.all.background;
+    double bg = 0;
+    for (const auto& j : judgements) bg += std::isfinite(j.bg_error) ? j.bg_error : 255;
+    metrics["bg_error"] = bg / static_cast<double>(judgements.size());
+  }
+
+  const Recipe& recipe_;
+  json schedule_;
+  std::shared_ptr<LoadedModel> model_;
+  std::unique_ptr<TrainableLora> lora_;
+  samplers::Prediction prediction_ = samplers::Prediction::Epsilon;
+  torch::Tensor alphas_cumprod_;
+};
+
+}  // namespace
+
+std::unique_ptr<Objective> make_diffusion_objective(const Recipe& recipe, const Dataset& dataset) {
+  return std::make_unique<DiffusionObjective>(recipe, dataset);
+}
+
+std::unique_ptr<Objective> make_objective(const Recipe& recipe, const Dataset& dataset) {
+  if (recipe.task == Task::Vae) return make_vae_objective(recipe, dataset);
+  return make_diffusion_objective(recipe, dataset);
+}
+
+}  // namespace lumen::train

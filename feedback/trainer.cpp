@@ -1,0 +1,351 @@
+#include "trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "datasets.h"
+#include "error.h"
+#include "io/atomic_file.h"
+#include "io/safetensors_torch.h"
+#include "objective.h"
+#include "plot.h"
+#include "runtime.h"
+
+namespace lumen::train {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+double learning_rate(const OptimizerSpec& o, int64_t step, int64_t steps) {
+  double lr = o.lr;
+  if (o.lr_schedule == "cosine") {
+    const double progress = static_cast<double>(step) / static_cast<double>(std::max<int64_t>(steps, 1));
+    lr *= o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * progress));
+  }
+  if (o.warmup_steps > 0) lr *= std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps));
+  return lr;
+}
+
+// Exponential moving average of the trainable parameters, with the usual
+// warm-up (decay min(d, (1+k)/(10+k))) so early steps are not dominated by the init.
+class Ema {
+ public:
+  Ema(const NamedTensors& params, double decay) : decay_(decay) {
+    torch::NoGradGuard no_grad;
+    for (const auto& [name, p] : params) shadow_.emplace_back(name, p.detach().clone());
+  }
+  void update(const NamedTensors& params, int64_t step) {
+    torch::NoGradGuard no_grad;
+    const double d = std::min(decay_, (1.0 + static_cast<double>(step)) / (10.0 + static_cast<double>(step)));
+    for (size_t i = 0; i < params.size(); ++i) shadow_[i].second.mul_(d).add_(params[i].second.detach(), 1 - d);
+  }
+  // Runs `fn` with the EMA weights in the model, then puts the trained ones back.
+  template <class Fn>
+  void with_weights(const NamedTensors& params, Fn fn) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> backup;
+    for (size_t i = 0; i < params.size(); ++i) {
+      backup.push_back(params[i].second.detach().clone());
+      params[i].second.detach().copy_(shadow_[i].second);
+    }
+    try {
+      fn();
+    } catch (...) {
+      for (size_t i = 0; i < params.size(); ++i) params[i].second.detach().copy_(backup[i]);
+      throw;
+    }
+    for (size_t i = 0; i < params.size(); ++i) params[i].second.detach().copy_(backup[i]);
+  }
+  NamedTensors& shadow() { return shadow_; }
+
+ private:
+  double decay_;
+  NamedTensors shadow_;
+};
+
+std::map<std::string, torch::Tensor> as_map(const NamedTensors& named) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, t] : named) out[name] = t.detach();
+  return out;
+}
+
+void load_into(const NamedTensors& params, const std::string& file) {
+  const auto stored = load_safetensors(file);
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params) {
+    auto it = stored.find(name);
+    if (it == stored.end()) throw Error(file, "checkpoint has no tensor '" + name + "' (was the recipe changed?)");
+    if (it->second.sizes() != p.sizes()) throw Error(file, "tensor '" + name + "' has another shape than the model's");
+    p.detach().copy_(it->second);
+  }
+}
+
+// The newest complete checkpoint folder, or "" when there is none.
+std::string latest_checkpoint(const std::string& dir) {
+  std::string best;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return best;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("step-", 0) == 0 && fs::exists(entry.path() / "state.json") && name > fs::path(best).filename().string())
+      best = entry.path().string();
+  }
+  return best;
+}
+
+class MetricsLog {
+ public:
+  // Keeps the lines of steps ≤ `keep_until` (a resumed run rewrites what came after).
+  MetricsLog(std::string path, int64_t keep_until) : path_(std::move(path)) {
+    std::ifstream in(path_);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      try {
+        auto j = json::parse(line);
+        if (j.value("step", int64_t{0}) > keep_until) continue;
+        kept += line + "\n";
+        if (j.contains("loss")) {
+          loss_.x.push_back(j["step"].get<double>());
+          loss_.y.push_back(j["loss"].get<double>());
+        }
+        if (j.contains("correct")) {
+          correct_.x.push_back(j["step"].get<double>());
+          correct_.y.push_back(j["correct"].get<double>());
+        }
+      } catch (const json::exception&) {
+        // a torn last line from an interrupted run: dropped
+      }
+    }
+    write_text_atomically(path_, kept);
+    out_.open(path_, std::ios::app);
+    if (!out_) throw Error(path_, "cannot write the metrics log");
+  }
+  void write(const json& record) {
+    out_ << record.dump() << "\n";
+    out_.flush();
+    if (record.contains("loss")) {
+      loss_.x.push_back(record["step"].get<double>());
+      loss_.y.push_back(record["loss"].get<double>());
+    }
+    if (record.contains("correct")) {
+      correct_.x.push_back(record["step"].get<double>());
+      correct_.y.push_back(record["correct"].get<double>());
+    }
+  }
+  void plot(const std::string& png) const {
+    std::vector<Series> series{{"loss (mean over the log interval)", loss_.x, loss_.y}};
+    std::vector<bool> log_y{true};
+    if (!correct_.x.empty()) {
+      series.push_back({"judged correct (ShapesWorld seen captions)", correct_.x, correct_.y});
+      log_y.push_back(false);
+    }
+    write_curves_png(png, series, log_y);
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+  Series loss_, correct_;
+};
+
+// bf16 autocast on the CPU for the forward pass; weights, gradients and the
+// optimiser stay float32.
+struct AutocastScope {
+  explicit AutocastScope(bool on) : on_(on) {
+    if (!on_) return;
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  }
+  ~AutocastScope() {
+    if (!on_) return;
+    at::autocast::set_cpu_enabled(false);
+    at::autocast::clear_cache();
+  }
+  bool on_;
+};
+
+void print_progress(bool enabled, int64_t step, int64_t steps, double loss, double elapsed) {
+  if (!enabled) return;
+  const int width = 30;
+  const int filled = static_cast<int>(width * step / std::max<int64_t>(steps, 1));
+  std::fprintf(stderr, "\rtrain [%s%s] %lld/%lld loss %.4f %.0fs", std::string(filled, '#').c_str(),
+               std::string(width - filled, '.').c_str(), static_cast<long long>(step), static_cast<long long>(steps),
+               loss, elapsed);
+  if (step == steps) std::fprintf(stderr, "\n");
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
+  if (recipe.threads > 0) set_threads(recipe.threads);
+  const std::string out = recipe.output;
+  const std::string ckpt_dir = out + "/checkpoints";
+  const std::string resume_from = latest_checkpoint(ckpt_dir);
+  if (!options.resume && fs::exists(out) && !fs::is_empty(out))
+    throw Error(out, "already holds a training run; pass --resume to continue it, or choose another output");
+  if (fs::exists(out + "/final/DONE")) throw Error(out, "this run has finished; its model is in " + out + "/final");
+  fs::create_directories(ckpt_dir);
+  fs::create_directories(out + "/samples");
+
+  const std::string recipe_text = read_text(recipe.file);
+  if (!fs::exists(out + "/recipe.yaml")) {
+    write_text_atomically(out + "/recipe.yaml", recipe_text);
+  } else if (read_text(out + "/recipe.yaml") != recipe_text) {
+    std::fprintf(stderr, "warning: %s differs from the recipe this run started with (%s/recipe.yaml)\n",
+                 recipe.file.c_str(), out.c_str());
+  }
+
+  auto dataset = make_dataset(recipe.dataset);
+  auto objective = make_objective(recipe, *dataset);
+  const NamedTensors params = objective->trainable();
+  std::vector<torch::Tensor> tensors;
+  for (const auto& [name, p] : params) {
+    p.set_requires_grad(true);
+    tensors.push_back(p);
+  }
+  const auto& o = recipe.optimizer;
+  torch::optim::AdamW optimizer(
+      tensors, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay));
+  std::unique_ptr<Ema> ema;
+  if (recipe.ema_decay > 0) ema = std::make_unique<Ema>(params, recipe.ema_decay);
+
+  TrainResult result;
+  double previous_seconds = 0;
+  if (!resume_from.empty()) {
+    const json state = json::parse(read_text(resume_from + "/state.json"));
+    result.first_step = state.at("step").get<int64_t>();
+    previous_seconds = state.value("train_seconds", 0.0);
+    load_into(params, resume_from + "/trainable.safetensors");
+    if (ema) load_into(ema->shadow(), resume_from + "/ema.safetensors");
+    torch::load(optimizer, resume_from + "/optimizer.pt");
+    std::fprintf(stderr, "resuming %s from step %lld\n", out.c_str(), static_cast<long long>(result.first_step));
+  }
+  MetricsLog metrics_log(out + "/metrics.jsonl", result.first_step);
+
+  const bool progress = options.progress && ::isatty(STDERR_FILENO);
+  auto with_eval_weights = [&](auto fn) {
+    if (ema) ema->with_weights(params, fn);
+    else fn();
+  };
+  auto save_checkpoint = [&](int64_t done, double seconds) {
+    const std::string final_dir = ckpt_dir + "/" + step_name(done), tmp = final_dir + ".tmp";
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    save_safetensors(tmp + "/trainable.safetensors", as_map(params));
+    if (ema) save_safetensors(tmp + "/ema.safetensors", as_map(ema->shadow()));
+    torch::save(optimizer, tmp + "/optimizer.pt");
+    write_text_atomically(tmp + "/state.json",
+                          json{{"step", done}, {"train_seconds", seconds}, {"task", task_name(recipe.task)}}.dump(2));
+    fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+    // Keep the newest few.
+    std::vector<std::string> all;
+    for (const auto& e : fs::directory_iterator(ckpt_dir))
+      if (e.path().filename().string().rfind("step-", 0) == 0) all.push_back(e.path().string());
+    std::sort(all.begin(), all.end());
+    for (size_t i = 0; i + static_cast<size_t>(recipe.keep_checkpoints) < all.size(); ++i) fs::remove_all(all[i]);
+    metrics_log.plot(out + "/loss.png");
+  };
+
+  const double start = now_seconds();
+  double window_sum = 0;
+  int64_t window_count = 0;
+  int64_t step = result.first_step;
+  const int64_t stop_at =
+      options.stop_after > 0 ? std::min(recipe.steps, result.first_step + options.stop_after) : recipe.steps;
+  while (step < stop_at) {
+    const double lr = learning_rate(o, step, recipe.steps);
+    for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    auto gen = at::detail::createCPUGenerator(mix_seed(recipe.seed, static_cast<uint64_t>(step), 1));
+    const Batch batch = dataset->batch(recipe.seed, step, recipe.batch_size);
+    Metrics metrics;
+    optimizer.zero_grad();
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(recipe.precision == "bf16");
+      loss = objective->loss(batch, gen, metrics);
+    }
+    const double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value))
+      throw Error(out, "the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step + 1) +
+                           " (lower optimizer.lr or raise warmup_steps; the last checkpoint is kept)");
+    loss.backward();
+    double grad_norm = 0;
+    if (o.grad_clip > 0) grad_norm = torch::nn::utils::clip_grad_norm_(tensors, o.grad_clip);
+    optimizer.step();
+    if (ema) ema->update(params, step);
+    ++step;
+    result.losses.push_back(loss_value);
+    window_sum += loss_value;
+    ++window_count;
+    metrics["loss"] = loss_value;
+    metrics["lr"] = lr;
+    if (options.on_step) options.on_step(step, metrics);
+    const double elapsed = now_seconds() - start;
+    print_progress(progress, step, recipe.steps, loss_value, elapsed);
+    if (step % recipe.log_every == 0 || step == stop_at) {
+      json record{{"step", step}, {"loss", window_sum / static_cast<double>(window_count)}, {"lr", lr},
+                  {"time_s", previous_seconds + elapsed}};
+      if (o.grad_clip > 0) record["grad_norm"] = grad_norm;
+      for (const auto& [k, v] : metrics)
+        if (k != "loss" && k != "lr") record[k] = v;
+      metrics_log.write(record);
+      window_sum = 0;
+      window_count = 0;
+    }
+    if (recipe.sample.every > 0 && (step % recipe.sample.every == 0 || step == recipe.steps)) {
+      Metrics sampled;
+      with_eval_weights([&] { objective->sample(out + "/samples/" + step_name(step) + ".png", sampled); });
+      json record{{"step", step}};
+      for (const auto& [k, v] : sampled) record[k] = v;
+      metrics_log.write(record);
+    }
+    if (step % recipe.checkpoint_every == 0 || step == stop_at) save_checkpoint(step, previous_seconds + elapsed);
+  }
+  result.last_step = step;
+  result.seconds = now_seconds() - start;
+  result.total_seconds = previous_seconds + result.seconds;
+  if (step >= recipe.steps) {
+    const std::string final_dir = out + "/final", tmp = out + "/final.tmp";
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    with_eval_weights([&] { objective->write_final(tmp); });
+    write_text_atomically(tmp + "/DONE", json{{"steps", step}, {"train_seconds", result.total_seconds}}.dump(2));
+    fs::remove_all(final_dir);
+    fs::rename(tmp, final_dir);
+    result.finished = true;
+    result.final_folder = final_dir;
+  }
+  return result;
+}
+
+std::unique_ptr<Objective> make_objective(const Recipe& recipe, const Dataset& dataset);
+
+}  // namespace lumen::train

@@ -1,0 +1,370 @@
+// The trainer on CI-sized models: losses go down, resume repeats an unbroken
+// run exactly, trained models and LoRAs load, bad input gets clear errors.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <fstream>
+
+#include "adapters/lora_apply.h"
+#include "datasets.h"
+#include "error.h"
+#include "io/image_io.h"
+#include "io/safetensors_torch.h"
+#include "model/model_loader.h"
+#include "recipe.h"
+#include "runtime.h"
+#include "trainer.h"
+
+namespace fs = std::filesystem;
+using namespace lumen;
+using namespace lumen::train;
+
+namespace {
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/lumen-train-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string path;
+};
+
+std::string write(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kVaeRecipe = R"(task: vae
+output: OUT
+seed: 3
+threads: 2
+steps: STEPS
+batch_size: 4
+dataset: {type: shapes, width: 32, height: 32}
+optimizer: {lr: 2.0e-3, weight_decay: 0.0, warmup_steps: 5, grad_clip: 1.0}
+ema_decay: 0.9
+checkpoint_every: 1000
+log_every: 5
+vae:
+  kl_weight: 1.0e-4
+  config:
+    block_out_channels: [8, 16]
+    down_block_types: [DownEncoderBlock2D, DownEncoderBlock2D]
+    up_block_types: [UpDecoderBlock2D, UpDecoderBlock2D]
+    layers_per_block: 1
+    norm_num_groups: 4
+    latent_channels: 4
+)";
+
+const char* kDiffusionRecipe = R"(task: diffusion
+output: OUT
+seed: 5
+threads: 2
+steps: STEPS
+batch_size: 8
+dataset: {type: shapes, width: 32, height: 32}
+optimizer: {lr: 5.0e-3, warmup_steps: 5, grad_clip: 1.0}
+ema_decay: 0.9
+checkpoint_every: 1000
+log_every: 5
+timesteps: {exponent: 1.5}
+schedule: {prediction_type: v_prediction, rescale_betas_zero_snr: true, timestep_spacing: trailing}
+sample: {every: STEPS, steps: 2, judge_captions: 2}
+model:
+  vae: VAE
+  text_encoder: {hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2}
+  unet:
+    sample_size: 16
+    block_out_channels: [16, 32]
+    down_block_types: [CrossAttnDownBlock2D, DownBlock2D]
+    up_block_types: [UpBlock2D, CrossAttnUpBlock2D]
+    layers_per_block: 1
+    attention_head_dim: 2
+    cross_attention_dim: 16
+    norm_num_groups: 8
+)";
+
+std::string fill(std::string text, const std::map<std::string, std::string>& values) {
+  for (const auto& [key, value] : values) {
+    for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + value.size()))
+      text.replace(at, key.size(), value);
+  }
+  return text;
+}
+
+double mean(const std::vector<double>& v, size_t from, size_t to) {
+  double s = 0;
+  for (size_t i = from; i < to; ++i) s += v[i];
+  return s / static_cast<double>(to - from);
+}
+
+// One trained VAE shared by the diffusion tests (training it takes a few seconds).
+class TrainTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    set_threads(2);
+    dir_ = new TempDir;
+    const auto recipe = read_recipe(write(dir_->path + "/vae.yaml",
+                                          fill(kVaeRecipe, {{"OUT", dir_->path + "/vae"}, {"STEPS", "40"}})));
+    TrainOptions o;
+    o.progress = false;
+    vae_result_ = new TrainResult(run_training(recipe, o));
+  }
+  static void TearDownTestSuite() {
+    delete vae_result_;
+    delete dir_;
+  }
+  static Recipe diffusion_recipe(const std::string& name, int steps) {
+    return read_recipe(write(dir_->path + "/" + name + ".yaml",
+                             fill(kDiffusionRecipe, {{"OUT", dir_->path + "/" + name},
+                                                     {"STEPS", std::to_string(steps)},
+                                                     {"VAE", dir_->path + "/vae/final/vae"}})));
+  }
+  static TempDir* dir_;
+  static TrainResult* vae_result_;
+};
+TempDir* TrainTest::dir_ = nullptr;
+TrainResult* TrainTest::vae_result_ = nullptr;
+
+TEST_F(TrainTest, VaeLossGoesDownAndItsModelLoads) {
+  const auto& r = *vae_result_;
+  ASSERT_TRUE(r.finished);
+  ASSERT_EQ(r.losses.size(), 40u);
+  EXPECT_LT(mean(r.losses, 30, 40), 0.7 * mean(r.losses, 0, 10));
+  const std::string folder = dir_->path + "/vae/final/vae";
+  const auto config = read_yaml_or_json(folder + "/config.json");
+  EXPECT_GT(config.at("scaling_factor").get<double>(), 0);
+  auto vae = build_vae(config, folder, *open_component_weights({folder + "/diffusion_pytorch_model.safetensors"}));
+  EXPECT_EQ(vae->config.downsampling_factor(), 2);
+  EXPECT_TRUE(fs::exists(dir_->path + "/vae/loss.png"));
+  EXPECT_TRUE(fs::exists(dir_->path + "/vae/metrics.jsonl"));
+}
+
+TEST_F(TrainTest, DiffusionLossGoesDownAndTheModelGenerates) {
+  TrainOptions o;
+  o.progress = false;
+  const auto r = run_training(diffusion_recipe("ldm", 40), o);
+  ASSERT_TRUE(r.finished);
+  // v-prediction under zero terminal SNR: the loss starts near 1 (predicting 0)
+  // and falls as the network learns to separate signal from noise.
+  EXPECT_LT(mean(r.losses, 30, 40), 0.8 * mean(r.losses, 0, 10));
+  // The run folder is a model Lumen loads like any other, with the recipe's schedule.
+  const auto model = load_model(r.final_folder);
+  EXPECT_EQ(model.plan.prediction_type, "v_prediction");
+  EXPECT_TRUE(model.plan.scheduler_config.value("rescale_betas_zero_snr", false));
+  EXPECT_TRUE(fs::exists(dir_->path + "/ldm/samples/step-00000040.png"));
+  // Sampling logged the judge's figures.
+  std::ifstream log(dir_->path + "/ldm/metrics.jsonl");
+  std::string line, all;
+  while (std::getline(log, line)) all += line;
+  EXPECT_NE(all.find("\"correct\""), std::string::npos);
+}
+
+TEST_F(TrainTest, ResumeRepeatsAnUnbrokenRun) {
+  TrainOptions o;
+  o.progress = false;
+  const auto unbroken = run_training(diffusion_recipe("unbroken", 12), o);
+  ASSERT_EQ(unbroken.losses.size(), 12u);
+
+  const auto recipe = diffusion_recipe("broken", 12);
+  TrainOptions first = o;
+  first.stop_after = 5;
+  const auto part1 = run_training(recipe, first);
+  EXPECT_FALSE(part1.finished);
+  EXPECT_EQ(part1.last_step, 5);
+  // Without --resume an existing run is never overwritten.
+  EXPECT_THROW(run_training(recipe, o), Error);
+  TrainOptions again = o;
+  again.resume = true;
+  const auto part2 = run_training(recipe, again);
+  ASSERT_TRUE(part2.finished);
+  EXPECT_EQ(part2.first_step, 5);
+  std::vector<double> joined = part1.losses;
+  joined.insert(joined.end(), part2.losses.begin(), part2.losses.end());
+  ASSERT_EQ(joined.size(), unbroken.losses.size());
+  for (size_t i = 0; i < joined.size(); ++i) EXPECT_DOUBLE_EQ(joined[i], unbroken.losses[i]) << "step " << i + 1;
+  // The same final weights, bit for bit.
+  const auto a = load_safetensors(unbroken.final_folder + "/unet/diffusion_pytorch_model.safetensors");
+  const auto b = load_safetensors(part2.final_folder + "/unet/diffusion_pytorch_model.safetensors");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [key, t] : a) EXPECT_TRUE(torch::equal(t, b.at(key))) << key;
+}
+
+TEST_F(TrainTest, LoraTrainsOnAnExistingModelAndLoadsAsAnAdapter) {
+  TrainOptions o;
+  o.progress = false;
+  const auto base = run_training(diffusion_recipe("base", 6), o);
+  ASSERT_TRUE(base.finished);
+  const std::string recipe = write(dir_->path + "/lora.yaml", fill(R"(task: lora
+output: OUT
+seed: 2
+threads: 2
+steps: 8
+batch_size: 4
+dataset: {type: shapes, width: 32, height: 32}
+optimizer: {lr: 1.0e-2}
+schedule: {prediction_type: v_prediction, rescale_betas_zero_snr: true, timestep_spacing: trailing}
+model: {base: BASE}
+lora: {rank: 2, alpha: 1, conv: true, text_encoder: true}
+)", {{"OUT", dir_->path + "/lora"}, {"BASE", base.final_folder}}));
+  const auto r = run_training(read_recipe(recipe), o);
+  ASSERT_TRUE(r.finished);
+  const std::string file = r.final_folder + "/lora.safetensors";
+  const auto tensors = load_safetensors(file);
+  bool trained = false;
+  for (const auto& [key, t] : tensors)
+    if (key.find("lora_up") != std::string::npos && t.abs().max().item<double>() > 0) trained = true;
+  EXPECT_TRUE(trained);
+  // Lumen's own adapter loader matches every module of it: UNet, text encoder, convolutions.
+  auto model = std::make_shared<LoadedModel>(load_model(base.final_folder));
+  adapters::LoraStack stack(adapters::adapter_components(*model), adapters::ApplyMode::Merge);
+  const auto report = stack.add("trained", std::make_shared<adapters::LoraFile>(adapters::read_lora_file(file)), 1.0);
+  EXPECT_TRUE(report.unmatched_keys.empty());
+  EXPECT_GT(report.matched.at("unet"), 0u);
+  EXPECT_GT(report.matched.at("text_encoder"), 0u);
+}
+
+TEST_F(TrainTest, DecoderOnlyKeepsTheEncoderAndBf16AutocastTrains) {
+  const std::string recipe = write(dir_->path + "/dec.yaml", fill(R"(task: vae
+output: OUT
+seed: 4
+threads: 2
+steps: 6
+batch_size: 2
+precision: bf16
+dataset: {type: shapes, width: 32, height: 32}
+optimizer: {lr: 1.0e-3}
+vae: {init: INIT, train: decoder}
+)", {{"OUT", dir_->path + "/dec"}, {"INIT", dir_->path + "/vae/final/vae"}}));
+  TrainOptions o;
+  o.progress = false;
+  const auto r = run_training(read_recipe(recipe), o);
+  ASSERT_TRUE(r.finished);
+  for (double l : r.losses) EXPECT_TRUE(std::isfinite(l));
+  const auto before = load_safetensors(dir_->path + "/vae/final/vae/diffusion_pytorch_model.safetensors");
+  const auto after = load_safetensors(r.final_folder + "/vae/diffusion_pytorch_model.safetensors");
+  bool decoder_changed = false;
+  for (const auto& [key, t] : before) {
+    if (key.rfind("decoder.", 0) == 0 || key.rfind("post_quant_conv.", 0) == 0) {
+      decoder_changed = decoder_changed || !torch::equal(t, after.at(key));
+    } else {
+      EXPECT_TRUE(torch::equal(t, after.at(key))) << key;  // encoder untouched
+    }
+  }
+  EXPECT_TRUE(decoder_changed);
+  EXPECT_EQ(read_yaml_or_json(dir_->path + "/vae/final/vae/config.json")["scaling_factor"],
+            read_yaml_or_json(r.final_folder + "/vae/config.json")["scaling_factor"]);
+}
+
+TEST(TrainRecipe, BadFieldsNameTheFieldAndLine) {
+  TempDir dir;
+  auto error_of = [&](const std::string& text) {
+    const std::string path = write(dir.path + "/r.yaml", text);
+    try {
+      read_recipe(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string head = "task: vae\noutput: x\nsteps: 10\ndataset: {type: shapes}\n";
+  auto e = error_of(head + "optimizer:\n  lr: -1\nvae: {config: {block_out_channels: [8]}}\n");
+  EXPECT_NE(e.find("r.yaml:6"), std::string::npos) << e;
+  EXPECT_NE(e.find("optimizer.lr"), std::string::npos) << e;
+  e = error_of(head + "batch_sise: 4\nvae: {config: {block_out_channels: [8]}}\n");
+  EXPECT_NE(e.find("r.yaml:5"), std::string::npos) << e;
+  EXPECT_NE(e.find("batch_sise: unknown field"), std::string::npos) << e;
+  e = error_of("task: paint\n");
+  EXPECT_NE(e.find("task: 'paint' is not one of vae, diffusion, lora"), std::string::npos) << e;
+  e = error_of("task: vae\noutput: x\nsteps: many\ndataset: {type: shapes}\n");
+  EXPECT_NE(e.find("r.yaml:3"), std::string::npos) << e;
+  EXPECT_NE(e.find("steps: 'many' is not an integer"), std::string::npos) << e;
+  e = error_of("task: vae\noutput: x\nsteps: 10\ndataset: {type: shapes}\n");
+  EXPECT_NE(e.find("vae: needs exactly one of config"), std::string::npos) << e;
+  e = error_of("task: lora\noutput: x\nsteps: 10\ndataset: {type: shapes}\n");
+  EXPECT_NE(e.find("model.base"), std::string::npos) << e;
+  e = error_of("task: [unclosed\n");
+  EXPECT_NE(e.find("r.yaml:"), std::string::npos) << e;
+  EXPECT_NE(error_of("x: 1\n").find("task"), std::string::npos);
+  EXPECT_THROW(read_recipe(dir.path + "/missing.yaml"), Error);
+}
+
+TEST(TrainDataset, FolderWithCaptionSidecars) {
+  TempDir dir;
+  RgbImage image;
+  image.width = 40;
+  image.height = 20;
+  image.pixels.assign(40 * 20 * 3, 200);
+  for (const char* name : {"a", "b", "c"}) {
+    write_png(dir.path + "/" + name + ".png", image, {}, false);
+    write(dir.path + "/" + name + ".txt", std::string("caption of ") + name + "\n");
+  }
+  DatasetSpec spec;
+  spec.type = "folder";
+  spec.path = dir.path;
+  spec.width = 16;
+  spec.height = 16;
+  const auto dataset = make_dataset(spec);
+  const auto b = dataset->batch(7, 0, 3);
+  EXPECT_EQ(b.images.sizes(), (std::vector<int64_t>{3, 3, 16, 16}));
+  std::set<std::string> seen(b.captions.begin(), b.captions.end());
+  EXPECT_EQ(seen, (std::set<std::string>{"caption of a", "caption of b", "caption of c"}));  // one epoch: each once
+  EXPECT_NEAR(b.images.mean().item<double>(), 200 / 127.5 - 1, 1e-3);
+  EXPECT_EQ(dataset->batch(7, 4, 3).captions, dataset->batch(7, 4, 3).captions);  // a pure function of (seed, step)
+
+  // An image without its caption is named.
+  write_png(dir.path + "/lonely.png", image, {}, false);
+  try {
+    make_dataset(spec);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lonely.png"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrainDataset, EmptyOrMissingFoldersAreClearErrors) {
+  TempDir dir;
+  DatasetSpec spec;
+  spec.type = "folder";
+  spec.path = dir.path;
+  try {
+    make_dataset(spec);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no images"), std::string::npos) << e.what();
+  }
+  spec.path = dir.path + "/nope";
+  try {
+    make_dataset(spec);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no such dataset folder"), std::string::npos) << e.what();
+  }
+  // A corrupt image is named when it is read.
+  write(dir.path + "/bad.png", "not a png");
+  write(dir.path + "/bad.txt", "x");
+  spec.path = dir.path;
+  const auto dataset = make_dataset(spec);
+  try {
+    dataset->batch(0, 0, 1);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.png"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TrainDataset, ShapesBatchesAreSeededAndCaptionsFollowTheGrammar) {
+  DatasetSpec spec;
+  spec.type = "shapes";
+  const auto dataset = make_dataset(spec);
+  const auto a = dataset->batch(1, 3, 16), b = dataset->batch(1, 3, 16), c = dataset->batch(1, 4, 16);
+  EXPECT_TRUE(torch::equal(a.images, b.images));
+  EXPECT_FALSE(torch::equal(a.images, c.images));
+  for (const auto& caption : a.captions) EXPECT_EQ(caption.rfind("a ", 0), 0u) << caption;
+}
+
+}  // namespace
