@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Trains the embedded default model from its two recipes and stores it in
-# assets/default-model (float16 diffusers folder). Resumable: rerun after an
+# Trains the embedded default model from its recipes and stores it in
+# assets/default-model (a float16 diffusers folder). Resumable: rerun after an
 # interruption and each stage continues from its last checkpoint.
 #   scripts/make_default_model.sh
+# Stages (configs/): shapes-vae (VAE), shapes-default (text encoder + UNet on
+# that VAE's latents), shapes-vae-decoder (the VAE's decoder refined; the
+# encoder and the latents stay as they were). The zero-SNR experiment's other
+# arm, shapes-zsnr-flawed, is not part of the model (docs/zero-snr.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lumen=${LUMEN:-build/lumen}
@@ -12,8 +16,19 @@ stage() {  # recipe, run folder
 }
 stage configs/shapes-vae.yaml runs/shapes-vae
 stage configs/shapes-default.yaml runs/shapes-default
-rm -rf assets/default-model.tmp
-"$lumen" convert runs/shapes-default/final -o assets/default-model.tmp --format diffusers --dtype f16
+stage configs/shapes-vae-decoder.yaml runs/shapes-vae-decoder
+
+assembled=runs/default-model-assembled
+rm -rf "$assembled" assets/default-model.tmp
+cp -r runs/shapes-default/final "$assembled"
+rm -rf "$assembled/vae" "$assembled/DONE"
+cp -r runs/shapes-vae-decoder/final/vae "$assembled/vae"
+"$lumen" convert "$assembled" -o assets/default-model.tmp --format diffusers --dtype f16
+# The settings the model was judged with (txt2img uses them unless told otherwise).
+cat > assets/default-model.tmp/lumen_generation.json <<'JSON'
+{"steps": 25, "cfg_scale": 4.0, "guidance_rescale": 0.7}
+JSON
+[[ -f assets/default-model/README.md ]] && cp assets/default-model/README.md assets/default-model.tmp/
 rm -rf assets/default-model
 mv assets/default-model.tmp assets/default-model
 du -sh assets/default-model

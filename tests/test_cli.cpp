@@ -112,3 +112,38 @@ TEST_F(CliTest, EveryCommandHasHelp) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliTest, ModelRecommendedSettingsYieldToTheCommandLine) {
+  std::ofstream(dir_ + "/tiny/lumen_generation.json") << R"({"steps": 2, "cfg_scale": 3.5, "guidance_rescale": 0.5})";
+  CommandResult r = run("txt2img -m " + dir_ + "/tiny -p square -W 32 -H 32 -o " + dir_ + "/rec.png");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::string params = lumen::read_png_text(dir_ + "/rec.png").at("parameters");
+  EXPECT_NE(params.find("Steps: 2,"), std::string::npos) << params;
+  EXPECT_NE(params.find("CFG scale: 3.5"), std::string::npos) << params;
+  ASSERT_EQ(run(gen("--cfg-scale 6 -o " + dir_ + "/given.png")).code, 0);
+  params = lumen::read_png_text(dir_ + "/given.png").at("parameters");
+  EXPECT_NE(params.find("Steps: 3,"), std::string::npos) << params;
+  EXPECT_NE(params.find("CFG scale: 6"), std::string::npos) << params;
+  std::ofstream(dir_ + "/tiny/lumen_generation.json") << R"({"steps": "many"})";
+  r = run(gen("-o " + dir_ + "/bad.png"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("lumen_generation.json"), std::string::npos) << r.output;
+  std::remove((dir_ + "/tiny/lumen_generation.json").c_str());
+}
+
+TEST_F(CliTest, TrainRefusesABadRecipeNamingTheLine) {
+  std::ofstream(dir_ + "/bad.yaml") << "task: vae\noutput: " << dir_ << "/run\nsteps: 0\ndataset: {type: shapes}\n";
+  CommandResult r = run("train " + dir_ + "/bad.yaml");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("bad.yaml:3: steps: must be in [1,"), std::string::npos) << r.output;
+  std::ofstream(dir_ + "/folder.yaml") << "task: diffusion\noutput: " << dir_ << "/run2\nsteps: 2\n"
+                                       << "dataset: {type: folder, path: " << dir_ << "/no-such-folder}\n"
+                                       << "model: {base: " << dir_ << "/tiny}\n";
+  r = run("train " + dir_ + "/folder.yaml");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("no-such-folder: no such dataset folder"), std::string::npos) << r.output;
+}
+
+}  // namespace

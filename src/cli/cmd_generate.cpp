@@ -2,6 +2,7 @@
 // with A1111-style parameters.
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <iostream>
 
 #include "cli/adapter_options.h"
@@ -29,7 +30,28 @@ struct GenerateArgs {
   double cfg_scale = 7.0, guidance_rescale = 0.0, eta = 0.0, strength = 0.75;
   uint64_t seed = 0;
   bool overwrite = false, zero_snr = false, no_zero_snr = false, karras = false, plain_prompt = false;
+  std::set<std::string> given;  // options set on the command line (a model's own defaults yield to them)
 };
+
+// A model folder may recommend its generation settings in lumen_generation.json
+// ({"steps": 25, "cfg_scale": 4, "guidance_rescale": 0.7}); options given on
+// the command line win. The embedded default model carries one.
+void apply_model_defaults(const std::string& model_path, GenerateArgs& a) {
+  const std::string file = model_path + "/lumen_generation.json";
+  if (!std::filesystem::is_regular_file(file)) return;
+  const auto j = read_yaml_or_json(file);
+  if (!j.is_object()) throw Error(file, "must be a JSON object");
+  try {
+    // Every field is checked, also those the command line overrides.
+    const int64_t steps = j.value("steps", a.steps);
+    const double cfg = j.value("cfg_scale", a.cfg_scale), rescale = j.value("guidance_rescale", a.guidance_rescale);
+    if (!a.given.count("steps")) a.steps = steps;
+    if (!a.given.count("cfg-scale")) a.cfg_scale = cfg;
+    if (!a.given.count("guidance-rescale")) a.guidance_rescale = rescale;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(file, std::string("bad field: ") + e.what());
+  }
+}
 
 void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("-m,--model", a.model, "diffusers folder or .safetensors checkpoint (default: the embedded model)");
@@ -135,13 +157,14 @@ torch::Tensor load_image_tensor(const std::string& path, bool single_channel) {
   return t * 2 - 1;
 }
 
-int run_generate(const GenerateArgs& a, bool img2img) {
+int run_generate(GenerateArgs& a, bool img2img) {
   if (a.batch_count <= 0 || a.batch_count > 10000) throw Error("--batch-count", "must be in 1..10000");
   if (a.zero_snr && a.no_zero_snr) throw Error("--zero-snr", "conflicts with --no-zero-snr");
   LoadOptions load;
   load.config_override = a.config;
   load.dtype = parse_dtype(a);
   const std::string path = model_path(a);
+  apply_model_defaults(path, a);
   // Check the sampler name before the (slow) load.
   if (!a.sampler.empty()) samplers::make_scheduler(a.sampler, samplers::ScheduleConfig{});
   auto model = std::make_shared<LoadedModel>(load_model(path, load));
@@ -220,9 +243,19 @@ Runner add_generate_commands(CLI::App& app) {
   i2i->add_option("-i,--init-image", img->init_image, "the starting image")->required()->check(CLI::ExistingFile);
   i2i->add_option("--strength", img->strength, "how much to change it, 0..1")->capture_default_str();
   i2i->add_option("--mask", img->mask, "inpainting mask image: white = repaint")->check(CLI::ExistingFile);
+  auto record_given = [](CLI::App* cmd, GenerateArgs& a) {
+    for (const char* name : {"steps", "cfg-scale", "guidance-rescale"})
+      if (cmd->count(std::string("--") + name) > 0) a.given.insert(name);
+  };
   return [=]() {
-    if (*t2i) return run_generate(*txt, false);
-    if (*i2i) return run_generate(*img, true);
+    if (*t2i) {
+      record_given(t2i, *txt);
+      return run_generate(*txt, false);
+    }
+    if (*i2i) {
+      record_given(i2i, *img);
+      return run_generate(*img, true);
+    }
     return -1;
   };
 }
