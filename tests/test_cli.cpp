@@ -147,3 +147,30 @@ TEST_F(CliTest, TrainRefusesABadRecipeNamingTheLine) {
 }
 
 }  // namespace
+
+#include "shapes/judge.h"
+#include "shapes/shapes_world.h"
+
+namespace {
+
+// The embedded default model (assets/default-model): txt2img with no --model
+// draws what ShapesWorld's judge accepts. Its measured rates are in its model
+// card; here, one seen-split caption that the evaluation found reliable.
+TEST_F(CliTest, EmbeddedDefaultModelDrawsAJudgedPicture) {
+  const std::string caption = "a large red circle at the right on a black background";
+  CommandResult r = run("txt2img -p \"" + caption + "\" --batch-size 2 -s 1000 -o " + dir_ + "/default");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto asked = lumen::shapes::parse_caption(caption);
+  ASSERT_TRUE(asked.has_value());
+  for (const char* name : {"00000-1000.png", "00001-1001.png"}) {
+    const auto image = lumen::read_image(dir_ + "/default/" + name);
+    EXPECT_EQ(image.width, 64);
+    const auto j = lumen::shapes::judge(image, *asked);
+    EXPECT_TRUE(j.correct) << name << ": single " << j.single << " colour " << j.colour << " shape " << j.shape
+                           << " position " << j.position << " size " << j.size << " bg_error " << j.bg_error;
+  }
+  const std::string params = lumen::read_png_text(dir_ + "/default/00000-1000.png").at("parameters");
+  EXPECT_NE(params.find("Steps: 25,"), std::string::npos) << params;  // the model's recommended settings
+}
+
+}  // namespace
