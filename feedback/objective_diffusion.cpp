@@ -156,15 +156,8 @@ class DiffusionObjective : public Objective {
       const auto eval = shapes::split_captions(shapes::Split::eval);
       for (size_t i = 0; i < 8; ++i) prompts.push_back(shapes::caption_text(eval[(i * 37) % eval.size()]));
     }
-    GenerationOptions o;
+    GenerationOptions o = sample_options(1);
     o.prompts = prompts;
-    o.sampler = s.sampler;
-    o.steps = s.steps;
-    o.cfg_scale = s.cfg_scale;
-    o.guidance_rescale = s.guidance_rescale;
-    o.width = recipe_.dataset.width;
-    o.height = recipe_.dataset.height;
-    o.seed = 1;
     auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
     write_png(png, make_grid(images, 8), {}, true);
     if (s.judge_captions > 0) judge_seen(pipeline, metrics);
@@ -198,6 +191,20 @@ class DiffusionObjective : public Objective {
     return model_->text_encoder->forward(ids).last_hidden_state;
   }
 
+  // The recipe's sampling settings at the training resolution.
+  GenerationOptions sample_options(uint64_t seed) const {
+    const auto& s = recipe_.sample;
+    GenerationOptions o;
+    o.sampler = s.sampler;
+    o.steps = s.steps;
+    o.cfg_scale = s.cfg_scale;
+    o.guidance_rescale = s.guidance_rescale;
+    o.width = recipe_.dataset.width;
+    o.height = recipe_.dataset.height;
+    o.seed = seed;
+    return o;
+  }
+
   // Judges images of evenly spread seen-split captions (one seed each).
   void judge_seen(const Pipeline& pipeline, Metrics& metrics) const {
     const auto& s = recipe_.sample;
@@ -208,15 +215,8 @@ class DiffusionObjective : public Objective {
     std::vector<shapes::Judgement> judgements;
     const size_t chunk = 32;
     for (size_t start = 0; start < asked.size(); start += chunk) {
-      GenerationOptions o;
+      GenerationOptions o = sample_options(1000 + start);
       for (size_t i = start; i < std::min(asked.size(), start + chunk); ++i) o.prompts.push_back(shapes::caption_text(asked[i]));
-      o.sampler = s.sampler;
-      o.steps = s.steps;
-      o.cfg_scale = s.cfg_scale;
-      o.guidance_rescale = s.guidance_rescale;
-      o.width = recipe_.dataset.width;
-      o.height = recipe_.dataset.height;
-      o.seed = 1000 + start;
       const auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
       for (int64_t i = 0; i < images.size(0); ++i)
         judgements.push_back(shapes::judge(to_rgb(images[i]), asked[start + static_cast<size_t>(i)]));
