@@ -9,12 +9,13 @@
 #include "nn/unet.h"
 
 namespace lumen::adapters {
-namespace {
 
 std::string underscored(std::string dotted) {
   std::replace(dotted.begin(), dotted.end(), '.', '_');
   return dotted;
 }
+
+namespace {
 
 // x -> the layer's share of alpha/rank * delta(x), in the weight's dtype, low rank where the format allows.
 std::function<torch::Tensor(const torch::Tensor&)> runtime_forward(const AdaptableLayer& layer, const ModuleDelta& d,

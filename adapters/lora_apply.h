@@ -16,6 +16,9 @@
 
 namespace lumen::adapters {
 
+// kohya's module naming: the dotted path with '.' replaced by '_'.
+std::string underscored(std::string dotted);
+
 // The networks adapters may change, under the component names LoRA files use.
 using Components = std::map<std::string, std::shared_ptr<torch::nn::Module>>;
 Components adapter_components(const LoadedModel& model);

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <opencv2/imgproc.hpp>
 #include <random>
 #include <sstream>
@@ -55,10 +54,6 @@ class ShapesDataset : public Dataset {
     }
     b.images = torch::stack(images);
     return b;
-  }
-  std::string describe() const override {
-    return "ShapesWorld " + spec_.split + " split (" + std::to_string(captions_.size()) + " full captions), " +
-           std::to_string(spec_.width) + "x" + std::to_string(spec_.height);
   }
 
  private:
@@ -154,18 +149,14 @@ class FolderDataset : public Dataset {
     b.images = torch::stack(images);
     return b;
   }
-  std::string describe() const override {
-    return "image folder " + spec_.path + " (" + std::to_string(items_.size()) + " captioned images), " +
-           std::to_string(spec_.width) + "x" + std::to_string(spec_.height);
-  }
 
  private:
   struct Item {
     std::string image, caption;
   };
-  // The shuffled order of one epoch (Fisher-Yates on a seeded stream).
+  // The shuffled order of one epoch (Fisher-Yates on a seeded stream),
+  // cached for the epoch being read.
   const std::vector<size_t>& order(uint64_t seed, uint64_t epoch) const {
-    std::lock_guard<std::mutex> lock(mutex_);
     if (cached_epoch_ != epoch || cached_order_.empty()) {
       cached_order_.resize(items_.size());
       for (size_t i = 0; i < items_.size(); ++i) cached_order_[i] = i;
@@ -177,7 +168,6 @@ class FolderDataset : public Dataset {
   }
   DatasetSpec spec_;
   std::vector<Item> items_;
-  mutable std::mutex mutex_;
   mutable uint64_t cached_epoch_ = ~uint64_t{0};
   mutable std::vector<size_t> cached_order_;
 };

@@ -21,8 +21,8 @@ struct Batch {
 class Dataset {
  public:
   virtual ~Dataset() = default;
+  // Not thread-safe: a dataset may cache per-epoch state.
   virtual Batch batch(uint64_t seed, int64_t step, int64_t size) const = 0;
-  virtual std::string describe() const = 0;
 };
 
 // Throws lumen::Error naming the folder or file for an empty or unreadable

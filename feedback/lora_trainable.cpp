@@ -23,12 +23,6 @@ bool is_target(const std::string& component, const std::string& name, const Lora
   return false;
 }
 
-std::string underscored(std::string s) {
-  for (char& c : s)
-    if (c == '.') c = '_';
-  return s;
-}
-
 }  // namespace
 
 TrainableLora::TrainableLora(const LoadedModel& model, const LoraTargets& targets, uint64_t seed) : targets_(targets) {
@@ -46,7 +40,7 @@ TrainableLora::TrainableLora(const LoadedModel& model, const LoraTargets& target
       const adapters::AdaptableLayer* layer = index.find(probe);
       if (!layer) continue;
       Entry e;
-      e.key = (component == "unet" ? "lora_unet_" : "lora_te_") + underscored(name);
+      e.key = (component == "unet" ? "lora_unet_" : "lora_te_") + adapters::underscored(name);
       const auto& w = layer->weight();
       const int64_t r = targets.rank;
       // kohya's init: down ~ U(±1/sqrt(fan_in)), up = 0, so training starts at the base model.

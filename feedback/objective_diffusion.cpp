@@ -74,7 +74,7 @@ std::shared_ptr<LoadedModel> new_model(const Recipe& recipe, const json& schedul
   if (m->unet->config.cross_attention_dim.at(0) != m->text_encoder->config.hidden_size)
     throw Error(recipe.file, "model.unet.cross_attention_dim must equal model.text_encoder.hidden_size");
 
-  TokenizerPlan tok{asset_path("tokenizer/vocab.json"), asset_path("tokenizer/merges.txt"), "<|endoftext|>"};
+  const TokenizerPlan tok = embedded_tokenizer("<|endoftext|>");
   plan.tokenizers["tokenizer"] = tok;
   m->tokenizer = load_tokenizer(tok, &m->pad_id);
   return m;

@@ -130,14 +130,7 @@ class MetricsLog {
         auto j = json::parse(line);
         if (j.value("step", int64_t{0}) > keep_until) continue;
         kept += line + "\n";
-        if (j.contains("loss")) {
-          loss_.x.push_back(j["step"].get<double>());
-          loss_.y.push_back(j["loss"].get<double>());
-        }
-        if (j.contains("correct")) {
-          correct_.x.push_back(j["step"].get<double>());
-          correct_.y.push_back(j["correct"].get<double>());
-        }
+        remember(j);
       } catch (const json::exception&) {
         // a torn last line from an interrupted run: dropped
       }
@@ -149,14 +142,7 @@ class MetricsLog {
   void write(const json& record) {
     out_ << record.dump() << "\n";
     out_.flush();
-    if (record.contains("loss")) {
-      loss_.x.push_back(record["step"].get<double>());
-      loss_.y.push_back(record["loss"].get<double>());
-    }
-    if (record.contains("correct")) {
-      correct_.x.push_back(record["step"].get<double>());
-      correct_.y.push_back(record["correct"].get<double>());
-    }
+    remember(record);
   }
   void plot(const std::string& png) const {
     std::vector<Series> series{{"loss (mean over the log interval)", loss_.x, loss_.y}};
@@ -169,6 +155,14 @@ class MetricsLog {
   }
 
  private:
+  // The record's points on the curves it belongs to.
+  void remember(const json& record) {
+    for (auto [key, series] : {std::pair{"loss", &loss_}, std::pair{"correct", &correct_}}) {
+      if (!record.contains(key)) continue;
+      series->x.push_back(record["step"].get<double>());
+      series->y.push_back(record[key].get<double>());
+    }
+  }
   std::string path_;
   std::ofstream out_;
   Series loss_, correct_;
@@ -345,7 +339,5 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   }
   return result;
 }
-
-std::unique_ptr<Objective> make_objective(const Recipe& recipe, const Dataset& dataset);
 
 }  // namespace lumen::train

@@ -85,10 +85,6 @@ std::string pad_token_of(const std::string& dir, const std::string& fallback) {
   return fallback;
 }
 
-TokenizerPlan embedded_tokenizer(const std::string& pad) {
-  return {asset_path("tokenizer/vocab.json"), asset_path("tokenizer/merges.txt"), pad};
-}
-
 void plan_diffusers(const std::string& dir, ModelPlan* plan) {
   plan->format = "diffusers";
   json index = read_json(dir + "/model_index.json");
@@ -196,6 +192,10 @@ std::shared_ptr<ClipTokenizer> load_tokenizer(const TokenizerPlan& plan, int64_t
   if (*id != tok->eos_id()) tok->add_special_token(plan.pad_token);
   *pad_id = *id;
   return tok;
+}
+
+TokenizerPlan embedded_tokenizer(const std::string& pad) {
+  return {asset_path("tokenizer/vocab.json"), asset_path("tokenizer/merges.txt"), pad};
 }
 
 json read_yaml_or_json(const std::string& path) {

@@ -79,6 +79,9 @@ nn::ClipTextModel build_text_encoder(const nlohmann::json& config, const std::st
 // other than EOS (SD2's "!") as a special token in the raw text; so do we.
 std::shared_ptr<ClipTokenizer> load_tokenizer(const TokenizerPlan& plan, int64_t* pad_id);
 
+// The CLIP tokenizer files in assets/, with the given pad token.
+TokenizerPlan embedded_tokenizer(const std::string& pad);
+
 // Reads a YAML or JSON file into JSON (YAML is a superset).
 nlohmann::json read_yaml_or_json(const std::string& path);
 
