@@ -35,9 +35,10 @@ class ShapesDataset : public Dataset {
  public:
   explicit ShapesDataset(const DatasetSpec& spec)
       : spec_(spec),
-        captions_(shapes::split_captions(spec.split == "eval"   ? shapes::Split::eval
-                                         : spec.split == "seen" ? shapes::Split::seen
-                                                                : shapes::Split::train)) {}
+        captions_(spec.held_out_without_size ? shapes::all_captions()
+                  : shapes::split_captions(spec.split == "eval"   ? shapes::Split::eval
+                                           : spec.split == "seen" ? shapes::Split::seen
+                                                                  : shapes::Split::train)) {}
 
   Batch batch(uint64_t seed, int64_t step, int64_t size) const override {
     std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step), 0x5eed));
@@ -45,7 +46,8 @@ class ShapesDataset : public Dataset {
     std::vector<torch::Tensor> images;
     for (int64_t i = 0; i < size; ++i) {
       shapes::Caption c = captions_[rng() % captions_.size()];
-      if (uniform01(rng) < spec_.drop_size) c.size.reset();
+      const bool held_out = spec_.held_out_without_size && !shapes::in_split(c, shapes::Split::train);
+      if (uniform01(rng) < spec_.drop_size || held_out) c.size.reset();
       if (uniform01(rng) < spec_.drop_position) c.position.reset();
       const shapes::Caption drawn = shapes::fill_dropped(c, rng);
       const shapes::Jitter jitter = shapes::random_jitter(rng);

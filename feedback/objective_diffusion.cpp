@@ -160,7 +160,10 @@ class DiffusionObjective : public Objective {
     o.prompts = prompts;
     auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
     write_png(png, make_grid(images, 8), {}, true);
-    if (s.judge_captions > 0) judge_seen(pipeline, metrics);
+    if (s.judge_captions > 0) {
+      judge_split(pipeline, shapes::Split::seen, "", metrics);
+      judge_split(pipeline, shapes::Split::eval, "unseen_", metrics);
+    }
   }
 
   void write_final(const std::string& folder) override {
@@ -205,13 +208,14 @@ class DiffusionObjective : public Objective {
     return o;
   }
 
-  // Judges images of evenly spread seen-split captions (one seed each).
-  void judge_seen(const Pipeline& pipeline, Metrics& metrics) const {
+  // Judges images of evenly spread captions of a split (one seed each); the
+  // metrics' names carry the prefix.
+  void judge_split(const Pipeline& pipeline, shapes::Split split, const std::string& prefix, Metrics& metrics) const {
     const auto& s = recipe_.sample;
-    const auto seen = shapes::split_captions(shapes::Split::seen);
+    const auto captions = shapes::split_captions(split);
     std::vector<shapes::Caption> asked;
     for (int64_t i = 0; i < s.judge_captions; ++i)
-      asked.push_back(seen[static_cast<size_t>(i * static_cast<int64_t>(seen.size()) / s.judge_captions)]);
+      asked.push_back(captions[static_cast<size_t>(i * static_cast<int64_t>(captions.size()) / s.judge_captions)]);
     std::vector<shapes::Judgement> judgements;
     const size_t chunk = 32;
     for (size_t start = 0; start < asked.size(); start += chunk) {
@@ -222,14 +226,14 @@ class DiffusionObjective : public Objective {
         judgements.push_back(shapes::judge(to_rgb(images[i]), asked[start + static_cast<size_t>(i)]));
     }
     const auto summary = shapes::summarize(judgements);
-    metrics["correct"] = summary.all.correct;
-    metrics["colour"] = summary.all.colour;
-    metrics["shape"] = summary.all.shape;
-    metrics["position"] = summary.all.position;
-    metrics["background"] = summary.all.background;
+    metrics[prefix + "correct"] = summary.all.correct;
+    metrics[prefix + "colour"] = summary.all.colour;
+    metrics[prefix + "shape"] = summary.all.shape;
+    metrics[prefix + "position"] = summary.all.position;
+    metrics[prefix + "background"] = summary.all.background;
     double bg = 0;
     for (const auto& j : judgements) bg += std::isfinite(j.bg_error) ? j.bg_error : 255;
-    metrics["bg_error"] = bg / static_cast<double>(judgements.size());
+    metrics[prefix + "bg_error"] = bg / static_cast<double>(judgements.size());
   }
 
   const Recipe& recipe_;

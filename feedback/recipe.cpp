@@ -93,6 +93,9 @@ class Fields {
     const int line = at.Mark().line;
     return Error(file_ + (line >= 0 ? ":" + std::to_string(line + 1) : ""), field + ": " + problem);
   }
+  Error error(const std::string& key, const std::string& problem) const {
+    return error_at(node_[key], name(key), problem);
+  }
   std::string name(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
 
  private:
@@ -123,6 +126,9 @@ DatasetSpec read_dataset(Fields f) {
     d.split = f.choice("split", "train", {"train", "seen", "eval"});
     d.drop_size = f.number("drop_size", d.drop_size, 0, 1);
     d.drop_position = f.number("drop_position", d.drop_position, 0, 1);
+    d.held_out_without_size = f.get<bool>("held_out_without_size", d.held_out_without_size);
+    if (d.held_out_without_size && d.split != "train")
+      throw f.error("held_out_without_size", "only the train split can add the held-out captions");
   } else {
     d.path = f.required<std::string>("path");
     d.caption_extension = f.get<std::string>("caption_extension", d.caption_extension);

@@ -21,6 +21,12 @@ struct DatasetSpec {
   // shapes: which full captions are drawn, and how often size / position are dropped.
   std::string split = "train";
   double drop_size = 0.15, drop_position = 0.15;
+  // shapes, split train: also draw the evaluation split's captions, always
+  // without their size word, so they are never shown as full captions (the
+  // contract's rule) while their position phrase is still taught. SHAPES.md's
+  // index rule puts every "at the left" caption in the evaluation split, so
+  // without this the word "left" never reaches a model.
+  bool held_out_without_size = false;
   // folder: images with caption sidecars (image.png + image.txt).
   std::string path;
   std::string caption_extension = ".txt";

@@ -151,13 +151,18 @@ class MetricsLog {
       series.push_back({"judged correct (ShapesWorld seen captions)", correct_.x, correct_.y});
       log_y.push_back(false);
     }
+    if (!unseen_correct_.x.empty()) {
+      series.push_back({"judged correct (ShapesWorld unseen captions)", unseen_correct_.x, unseen_correct_.y});
+      log_y.push_back(false);
+    }
     write_curves_png(png, series, log_y);
   }
 
  private:
   // The record's points on the curves it belongs to.
   void remember(const json& record) {
-    for (auto [key, series] : {std::pair{"loss", &loss_}, std::pair{"correct", &correct_}}) {
+    for (auto [key, series] :
+         {std::pair{"loss", &loss_}, std::pair{"correct", &correct_}, std::pair{"unseen_correct", &unseen_correct_}}) {
       if (!record.contains(key)) continue;
       series->x.push_back(record["step"].get<double>());
       series->y.push_back(record[key].get<double>());
@@ -165,7 +170,7 @@ class MetricsLog {
   }
   std::string path_;
   std::ofstream out_;
-  Series loss_, correct_;
+  Series loss_, correct_, unseen_correct_;
 };
 
 // bf16 autocast on the CPU for the forward pass; weights, gradients and the

@@ -16,6 +16,7 @@
 #include "model/model_loader.h"
 #include "recipe.h"
 #include "runtime.h"
+#include "shapes/shapes_world.h"
 #include "trainer.h"
 
 namespace fs = std::filesystem;
@@ -365,6 +366,32 @@ TEST(TrainDataset, ShapesBatchesAreSeededAndCaptionsFollowTheGrammar) {
   EXPECT_TRUE(torch::equal(a.images, b.images));
   EXPECT_FALSE(torch::equal(a.images, c.images));
   for (const auto& caption : a.captions) EXPECT_EQ(caption.rfind("a ", 0), 0u) << caption;
+}
+
+// SHAPES.md's index rule holds out every "at the left" caption. The plain
+// train split never says "left"; held_out_without_size teaches the phrase but
+// never shows a held-out caption in full (it always lacks its size word).
+TEST(TrainDataset, HeldOutCaptionsAreOnlyShownWithoutTheirSizeWord) {
+  DatasetSpec spec;
+  spec.type = "shapes";
+  spec.width = spec.height = 16;
+  auto count_left = [&](const DatasetSpec& s) {
+    int left = 0;
+    const auto dataset = make_dataset(s);
+    for (int64_t step = 0; step < 20; ++step)
+      for (const auto& caption : dataset->batch(3, step, 32).captions) {
+        const auto parsed = shapes::parse_caption(caption);
+        EXPECT_TRUE(parsed.has_value() || caption.empty()) << caption;
+        if (parsed && parsed->is_full()) EXPECT_TRUE(shapes::in_split(*parsed, shapes::Split::train)) << caption;
+        if (caption.find("at the left") == std::string::npos) continue;
+        ++left;
+        EXPECT_FALSE(parsed && parsed->size) << caption;
+      }
+    return left;
+  };
+  EXPECT_EQ(count_left(spec), 0);
+  spec.held_out_without_size = true;
+  EXPECT_GT(count_left(spec), 640 / 10);  // about a fifth of 640 captions
 }
 
 }  // namespace
