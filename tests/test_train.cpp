@@ -288,6 +288,9 @@ TEST(TrainRecipe, BadFieldsNameTheFieldAndLine) {
   EXPECT_NE(e.find("vae: needs exactly one of config"), std::string::npos) << e;
   e = error_of("task: lora\noutput: x\nsteps: 10\ndataset: {type: shapes}\n");
   EXPECT_NE(e.find("model.base"), std::string::npos) << e;
+  e = error_of("task: vae\noutput: x\nsteps: 10\ndataset:\n  type: shapes\n  split: eval\n  held_out_without_size: true\n");
+  EXPECT_NE(e.find("r.yaml:7"), std::string::npos) << e;
+  EXPECT_NE(e.find("dataset.held_out_without_size: only the train split"), std::string::npos) << e;
   e = error_of("task: [unclosed\n");
   EXPECT_NE(e.find("r.yaml:"), std::string::npos) << e;
   EXPECT_NE(error_of("x: 1\n").find("task"), std::string::npos);
