@@ -42,13 +42,13 @@ class Fields {
   double number(const std::string& key, double fallback, double lo, double hi) {
     const double v = get<double>(key, fallback);
     if (!(v >= lo && v <= hi))
-      throw error_at(node_[key], name(key), "must be in [" + fmt(lo) + ", " + fmt(hi) + "]");
+      throw error(key, "must be in [" + fmt(lo) + ", " + fmt(hi) + "]");
     return v;
   }
   int64_t integer(const std::string& key, int64_t fallback, int64_t lo, int64_t hi) {
     const int64_t v = get<int64_t>(key, fallback);
     if (v < lo || v > hi)
-      throw error_at(node_[key], name(key), "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      throw error(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
     return v;
   }
   std::string choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& allowed) {
@@ -57,7 +57,7 @@ class Fields {
       if (v == a) return v;
     std::string list;
     for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    throw error_at(node_[key], name(key), "'" + v + "' is not one of " + list);
+    throw error(key, "'" + v + "' is not one of " + list);
   }
   nlohmann::json json_map(const std::string& key) {
     used_.insert(key);

@@ -144,33 +144,37 @@ class MetricsLog {
     out_.flush();
     remember(record);
   }
+  // The loss panel always; a judged panel once its metric has been logged.
   void plot(const std::string& png) const {
-    std::vector<Series> series{{"loss (mean over the log interval)", loss_.x, loss_.y}};
-    std::vector<bool> log_y{true};
-    if (!correct_.x.empty()) {
-      series.push_back({"judged correct (ShapesWorld seen captions)", correct_.x, correct_.y});
-      log_y.push_back(false);
-    }
-    if (!unseen_correct_.x.empty()) {
-      series.push_back({"judged correct (ShapesWorld unseen captions)", unseen_correct_.x, unseen_correct_.y});
-      log_y.push_back(false);
+    std::vector<Series> series;
+    std::vector<bool> log_y;
+    for (const Curve& c : curves_) {
+      if (c.key != std::string("loss") && c.points.x.empty()) continue;
+      series.push_back(c.points);
+      log_y.push_back(c.log_y);
     }
     write_curves_png(png, series, log_y);
   }
 
  private:
+  struct Curve {
+    const char* key;  // the metrics record's field
+    bool log_y;
+    Series points;
+  };
   // The record's points on the curves it belongs to.
   void remember(const json& record) {
-    for (auto [key, series] :
-         {std::pair{"loss", &loss_}, std::pair{"correct", &correct_}, std::pair{"unseen_correct", &unseen_correct_}}) {
-      if (!record.contains(key)) continue;
-      series->x.push_back(record["step"].get<double>());
-      series->y.push_back(record[key].get<double>());
+    for (Curve& c : curves_) {
+      if (!record.contains(c.key)) continue;
+      c.points.x.push_back(record["step"].get<double>());
+      c.points.y.push_back(record[c.key].get<double>());
     }
   }
   std::string path_;
   std::ofstream out_;
-  Series loss_, correct_, unseen_correct_;
+  std::vector<Curve> curves_{{"loss", true, {"loss (mean over the log interval)", {}, {}}},
+                             {"correct", false, {"judged correct (ShapesWorld seen captions)", {}, {}}},
+                             {"unseen_correct", false, {"judged correct (ShapesWorld unseen captions)", {}, {}}}};
 };
 
 // bf16 autocast on the CPU for the forward pass; weights, gradients and the
