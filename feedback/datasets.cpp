@@ -11,6 +11,7 @@
 #include "image_grid.h"
 #include "io/image_io.h"
 #include "shapes/shapes_world.h"
+#include "shapes_supervision.h"
 
 namespace lumen::train {
 namespace fs = std::filesystem;
@@ -43,7 +44,8 @@ class ShapesDataset : public Dataset {
   Batch batch(uint64_t seed, int64_t step, int64_t size) const override {
     std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step), 0x5eed));
     Batch b;
-    std::vector<torch::Tensor> images;
+    std::vector<torch::Tensor> images, labels;
+    const int w = static_cast<int>(spec_.width), h = static_cast<int>(spec_.height);
     for (int64_t i = 0; i < size; ++i) {
       shapes::Caption c = captions_[rng() % captions_.size()];
       const bool held_out = spec_.held_out_without_size && !shapes::in_split(c, shapes::Split::train);
@@ -51,10 +53,12 @@ class ShapesDataset : public Dataset {
       if (uniform01(rng) < spec_.drop_position) c.position.reset();
       const shapes::Caption drawn = shapes::fill_dropped(c, rng);
       const shapes::Jitter jitter = shapes::random_jitter(rng);
-      images.push_back(image_tensor(shapes::render(drawn, static_cast<int>(spec_.width), static_cast<int>(spec_.height), jitter)));
+      images.push_back(image_tensor(shapes::render(drawn, w, h, jitter)));
+      labels.push_back(label_map(drawn, w, h, jitter));
       b.captions.push_back(shapes::caption_text(c));
     }
     b.images = torch::stack(images);
+    b.labels = torch::stack(labels);
     return b;
   }
 
@@ -133,7 +137,8 @@ class FolderDataset : public Dataset {
 
   Batch batch(uint64_t seed, int64_t step, int64_t size) const override {
     Batch b;
-    std::vector<torch::Tensor> images;
+    std::vector<torch::Tensor> images, labels;
+    const int w = static_cast<int>(spec_.width), h = static_cast<int>(spec_.height);
     for (int64_t i = 0; i < size; ++i) {
       const auto global = static_cast<uint64_t>(step * size + i);
       const Item& item = items_[order(seed, global / items_.size())[global % items_.size()]];

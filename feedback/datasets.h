@@ -16,6 +16,7 @@ namespace lumen::train {
 struct Batch {
   torch::Tensor images;  // [B,3,H,W] float32 in [-1,1]
   std::vector<std::string> captions;
+  torch::Tensor labels;  // ShapesWorld only: [B,H,W] int64 per-pixel labels (label_map)
 };
 
 class Dataset {

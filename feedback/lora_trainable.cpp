@@ -81,6 +81,25 @@ std::vector<std::pair<std::string, torch::Tensor>> TrainableLora::parameters() c
   return out;
 }
 
+void TrainableLora::load(const std::string& path) {
+  const auto stored = load_safetensors(path);
+  torch::NoGradGuard no_grad;
+  for (auto& e : entries_) {
+    for (auto [suffix, target] : {std::pair<const char*, torch::Tensor*>{".lora_down.weight", &e.down}, {".lora_up.weight", &e.up}}) {
+      auto it = stored.find(e.key + suffix);
+      if (it == stored.end()) throw Error(path, "has no tensor '" + e.key + suffix + "' (another base model or targets?)");
+      if (it->second.sizes() != target->sizes())
+        throw Error(path, "tensor '" + e.key + suffix + "' has shape " + c10::str(it->second.sizes()) + ", expected " +
+                              c10::str(target->sizes()) + " (another rank?)");
+      target->copy_(it->second);
+    }
+    auto alpha = stored.find(e.key + ".alpha");
+    if (alpha != stored.end() && std::abs(alpha->second.item<double>() - targets_.alpha) > 1e-6 * targets_.alpha)
+      throw Error(path, "alpha " + std::to_string(alpha->second.item<double>()) + " differs from the recipe's " +
+                            std::to_string(targets_.alpha));
+  }
+}
+
 void TrainableLora::save(const std::string& path, const std::map<std::string, std::string>& metadata) const {
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& e : entries_) {

@@ -29,6 +29,9 @@ class TrainableLora {
   std::vector<std::pair<std::string, torch::Tensor>> parameters() const;  // kohya key -> tensor
   // kohya keys: lora_unet_<module_with_underscores>.lora_down.weight / .lora_up.weight / .alpha
   void save(const std::string& path, const std::map<std::string, std::string>& metadata) const;
+  // Continues from a LoRA this class saved (same targets, rank and alpha);
+  // errors name the file and the first key that does not fit.
+  void load(const std::string& path);
   size_t modules() const { return entries_.size(); }
 
  private:

@@ -30,6 +30,11 @@ class Objective {
   virtual void sample(const std::string& png, Metrics& metrics) = 0;
   // The finished model (or adapter) in Lumen's loadable formats, under `folder`.
   virtual void write_final(const std::string& folder) = 0;
+  // State beyond the trainable parameters and their optimiser (a
+  // discriminator, a prompt selection), written into and read from a
+  // checkpoint folder so that a resumed run repeats an unbroken one.
+  virtual void save_state(const std::string& folder) { (void)folder; }
+  virtual void load_state(const std::string& folder) { (void)folder; }
 };
 
 std::unique_ptr<Objective> make_objective(const Recipe& recipe, const Dataset& dataset);

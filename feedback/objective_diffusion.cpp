@@ -11,7 +11,7 @@
 #include "model/model_loader.h"
 #include "nn/init.h"
 #include "lora_trainable.h"
-#include "objective_parts.h"
+#include "objective_diffusion.h"
 #include "pipeline/pipeline.h"
 #include "prompt/prompt_parser.h"
 #include "runtime.h"
@@ -80,178 +80,181 @@ std::shared_ptr<LoadedModel> new_model(const Recipe& recipe, const json& schedul
   return m;
 }
 
-class DiffusionObjective : public Objective {
- public:
-  DiffusionObjective(const Recipe& recipe, const Dataset& dataset) : recipe_(recipe) {
-    (void)dataset;
-    schedule_ = schedule_config(recipe);
-    if (!recipe.base_model.empty()) {
-      LoadOptions lo;
-      model_ = std::make_shared<LoadedModel>(load_model(recipe.base_model, lo));
-      if (model_->text_encoder_2) throw Error(recipe.base_model, "training SDXL models is not supported yet");
-      model_->plan.scheduler_config = schedule_;
-      model_->plan.prediction_type = schedule_.value("prediction_type", "epsilon");
-      model_->plan.zero_terminal_snr = schedule_.value("rescale_betas_zero_snr", false);
-    } else {
-      model_ = new_model(recipe, schedule_);
-    }
-    const auto config = samplers::parse_schedule_config(schedule_, recipe.file + ": schedule");
-    prediction_ = config.prediction;
-    if (prediction_ == samplers::Prediction::Sample) throw Error(recipe.file, "schedule.prediction_type: use epsilon or v_prediction");
-    if (config.zero_terminal_snr && prediction_ == samplers::Prediction::Epsilon)
-      throw Error(recipe.file, "schedule: zero terminal SNR needs prediction_type v_prediction (ε cannot be learnt at SNR 0)");
-    alphas_cumprod_ = samplers::make_alphas_cumprod(config).to(torch::kDouble);
-    for (auto& p : model_->vae->parameters()) p.set_requires_grad(false);
-    if (!train_text_encoder())
-      for (auto& p : model_->text_encoder->parameters()) p.set_requires_grad(false);
-    if (recipe.task == Task::Lora) {
-      for (auto& p : model_->unet->parameters()) p.set_requires_grad(false);
-      lora_ = std::make_unique<TrainableLora>(
-          *model_, LoraTargets{recipe.lora_rank, recipe.lora_alpha, recipe.lora_text_encoder, recipe.lora_conv},
-          recipe.seed + 3);
-    }
-  }
-
-  NamedTensors trainable() override {
-    if (lora_) return lora_->parameters();
-    NamedTensors out = named_parameters(*model_->unet, "unet.");
-    if (train_text_encoder())
-      for (auto& t : named_parameters(*model_->text_encoder, "text_encoder.")) out.push_back(t);
-    return out;
-  }
-
-  torch::Tensor loss(const Batch& batch, at::Generator& gen, Metrics& metrics) override {
-    (void)metrics;
-    const int64_t b = batch.images.size(0);
-    torch::Tensor latents;
-    {
-      torch::NoGradGuard no_grad;
-      const auto dist = nn::split_moments(model_->vae->encode_moments(batch.images));
-      latents = model_->vae->to_model_latents(dist.mean + dist.std * torch::randn(dist.mean.sizes(), gen));
-    }
-    // Caption dropout: the empty prompt, as at sampling time for the unconditional half of CFG.
-    const auto drop = torch::rand({b}, gen);
-    std::vector<std::string> captions = batch.captions;
-    for (int64_t i = 0; i < b; ++i)
-      if (drop[i].item<double>() < recipe_.caption_dropout) captions[i] = "";
-    const auto context = encode(captions);  // LoRA on the text encoder: gradients flow through its deltas
-
-    const int64_t T = alphas_cumprod_.size(0);
-    const auto u = torch::rand({b}, gen, torch::kDouble);
-    const auto t = (u.pow(1.0 / recipe_.timesteps.exponent) * T).floor().clamp(0, T - 1).to(torch::kLong);
-    const auto noise = torch::randn(latents.sizes(), gen);
-    const auto abar = alphas_cumprod_.index_select(0, t).to(torch::kFloat).view({b, 1, 1, 1});
-    const auto sa = abar.sqrt(), sn = (1 - abar).sqrt();
-    const auto noisy = sa * latents + sn * noise;
-    const auto target = prediction_ == samplers::Prediction::V ? sa * noise - sn * latents : noise;
-    const auto pred = model_->unet->forward(noisy, t, context);
-    return (pred.to(torch::kFloat) - target).pow(2).mean();
-  }
-
-  void sample(const std::string& png, Metrics& metrics) override {
-    Pipeline pipeline(model_);
-    const auto& s = recipe_.sample;
-    std::vector<std::string> prompts = s.prompts;
-    if (prompts.empty()) {
-      const auto eval = shapes::split_captions(shapes::Split::eval);
-      for (size_t i = 0; i < 8; ++i) prompts.push_back(shapes::caption_text(eval[(i * 37) % eval.size()]));
-    }
-    GenerationOptions o = sample_options(1);
-    o.prompts = prompts;
-    auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
-    write_png(png, make_grid(images, 8), {}, true);
-    if (s.judge_captions > 0) {
-      judge_split(pipeline, shapes::Split::seen, "", metrics);
-      judge_split(pipeline, shapes::Split::eval, "unseen_", metrics);
-    }
-  }
-
-  void write_final(const std::string& folder) override {
-    if (lora_) {
-      lora_->save(folder + "/lora.safetensors", {{"ss_base_model", recipe_.base_model}, {"lumen_recipe", recipe_.file}});
-      return;
-    }
-    write_diffusers_folder(*model_, folder);
-  }
-
- private:
-  bool train_text_encoder() const { return recipe_.train_text_encoder && recipe_.task == Task::Diffusion; }
-
-  // First 77-token chunk of each caption, tokenised as at generation time.
-  torch::Tensor ids_of(const std::vector<std::string>& captions) const {
-    std::vector<torch::Tensor> rows;
-    for (const auto& c : captions) {
-      const auto chunks = chunk_prompt(*model_->tokenizer, c, model_->pad_id, false);
-      rows.push_back(torch::tensor(chunks.at(0).ids, torch::kLong));
-    }
-    return torch::stack(rows);
-  }
-  torch::Tensor encode(const std::vector<std::string>& captions) {
-    const auto ids = ids_of(captions);
-    if (train_text_encoder() || (lora_ && recipe_.lora_text_encoder))
-      return model_->text_encoder->forward(ids).last_hidden_state;
-    torch::NoGradGuard no_grad;
-    return model_->text_encoder->forward(ids).last_hidden_state;
-  }
-
-  // The recipe's sampling settings at the training resolution.
-  GenerationOptions sample_options(uint64_t seed) const {
-    const auto& s = recipe_.sample;
-    GenerationOptions o;
-    o.sampler = s.sampler;
-    o.steps = s.steps;
-    o.cfg_scale = s.cfg_scale;
-    o.guidance_rescale = s.guidance_rescale;
-    o.width = recipe_.dataset.width;
-    o.height = recipe_.dataset.height;
-    o.seed = seed;
-    return o;
-  }
-
-  // Judges images of evenly spread captions of a split (one seed each); the
-  // metrics' names carry the prefix.
-  void judge_split(const Pipeline& pipeline, shapes::Split split, const std::string& prefix, Metrics& metrics) const {
-    const auto& s = recipe_.sample;
-    const auto captions = shapes::split_captions(split);
-    std::vector<shapes::Caption> asked;
-    for (int64_t i = 0; i < s.judge_captions; ++i)
-      asked.push_back(captions[static_cast<size_t>(i * static_cast<int64_t>(captions.size()) / s.judge_captions)]);
-    std::vector<shapes::Judgement> judgements;
-    const size_t chunk = 32;
-    for (size_t start = 0; start < asked.size(); start += chunk) {
-      GenerationOptions o = sample_options(1000 + start);
-      for (size_t i = start; i < std::min(asked.size(), start + chunk); ++i) o.prompts.push_back(shapes::caption_text(asked[i]));
-      const auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
-      for (int64_t i = 0; i < images.size(0); ++i)
-        judgements.push_back(shapes::judge(to_rgb(images[i]), asked[start + static_cast<size_t>(i)]));
-    }
-    const auto summary = shapes::summarize(judgements);
-    metrics[prefix + "correct"] = summary.all.correct;
-    metrics[prefix + "colour"] = summary.all.colour;
-    metrics[prefix + "shape"] = summary.all.shape;
-    metrics[prefix + "position"] = summary.all.position;
-    metrics[prefix + "background"] = summary.all.background;
-    double bg = 0;
-    for (const auto& j : judgements) bg += std::isfinite(j.bg_error) ? j.bg_error : 255;
-    metrics[prefix + "bg_error"] = bg / static_cast<double>(judgements.size());
-  }
-
-  const Recipe& recipe_;
-  json schedule_;
-  std::shared_ptr<LoadedModel> model_;
-  std::unique_ptr<TrainableLora> lora_;
-  samplers::Prediction prediction_ = samplers::Prediction::Epsilon;
-  torch::Tensor alphas_cumprod_;
-};
-
 }  // namespace
 
+DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
+  schedule_ = schedule_config(recipe);
+  if (!recipe.base_model.empty()) {
+    LoadOptions lo;
+    model_ = std::make_shared<LoadedModel>(load_model(recipe.base_model, lo));
+    if (model_->text_encoder_2) throw Error(recipe.base_model, "training SDXL models is not supported yet");
+    // Without a schedule in the recipe, the base model's own (with its v/zero-SNR markers).
+    if (!recipe.schedule.is_object()) schedule_ = Pipeline(model_).scheduler_config();
+    model_->plan.scheduler_config = schedule_;
+    model_->plan.prediction_type = schedule_.value("prediction_type", "epsilon");
+    model_->plan.zero_terminal_snr = schedule_.value("rescale_betas_zero_snr", false);
+  } else {
+    model_ = new_model(recipe, schedule_);
+  }
+  const auto config = samplers::parse_schedule_config(schedule_, recipe.file + ": schedule");
+  prediction_ = config.prediction;
+  if (prediction_ == samplers::Prediction::Sample) throw Error(recipe.file, "schedule.prediction_type: use epsilon or v_prediction");
+  if (config.zero_terminal_snr && prediction_ == samplers::Prediction::Epsilon)
+    throw Error(recipe.file, "schedule: zero terminal SNR needs prediction_type v_prediction (ε cannot be learnt at SNR 0)");
+  alphas_cumprod_ = samplers::make_alphas_cumprod(config).to(torch::kDouble);
+  for (auto& p : model_->vae->parameters()) p.set_requires_grad(false);
+  if (!train_text_encoder())
+    for (auto& p : model_->text_encoder->parameters()) p.set_requires_grad(false);
+  if (!train_unet())
+    for (auto& p : model_->unet->parameters()) p.set_requires_grad(false);
+  if (recipe.task == Task::Lora || (recipe.task == Task::Feedback && recipe.use_lora))
+    lora_ = std::make_unique<TrainableLora>(
+        *model_, LoraTargets{recipe.lora_rank, recipe.lora_alpha, recipe.lora_text_encoder, recipe.lora_conv},
+        recipe.seed + 3);
+}
+
+NamedTensors DiffusionObjective::trainable() {
+  if (lora_) return lora_->parameters();
+  NamedTensors out = named_parameters(*model_->unet, "unet.");
+  if (train_text_encoder())
+    for (auto& t : named_parameters(*model_->text_encoder, "text_encoder.")) out.push_back(t);
+  return out;
+}
+
+torch::Tensor DiffusionObjective::latents_of(const torch::Tensor& images, at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  const auto dist = nn::split_moments(model_->vae->encode_moments(images));
+  return model_->vae->to_model_latents(dist.mean + dist.std * torch::randn(dist.mean.sizes(), gen));
+}
+
+torch::Tensor DiffusionObjective::loss(const Batch& batch, at::Generator& gen, Metrics& metrics) {
+  (void)metrics;
+  return denoising_loss(latents_of(batch.images, gen), batch.captions, gen);
+}
+
+torch::Tensor DiffusionObjective::denoising_loss(const torch::Tensor& latents, const std::vector<std::string>& batch_captions,
+                                                 at::Generator& gen) {
+  const int64_t b = latents.size(0);
+  // Caption dropout: the empty prompt, as at sampling time for the unconditional half of CFG.
+  const auto drop = torch::rand({b}, gen);
+  std::vector<std::string> captions = batch_captions;
+  for (int64_t i = 0; i < b; ++i)
+    if (drop[i].item<double>() < recipe_.caption_dropout) captions[i] = "";
+  const auto context = encode(captions);  // LoRA on the text encoder: gradients flow through its deltas
+
+  const int64_t T = alphas_cumprod_.size(0);
+  const auto u = torch::rand({b}, gen, torch::kDouble);
+  const auto t = (u.pow(1.0 / recipe_.timesteps.exponent) * T).floor().clamp(0, T - 1).to(torch::kLong);
+  const auto noise = torch::randn(latents.sizes(), gen);
+  const auto abar = alphas_cumprod_.index_select(0, t).to(torch::kFloat).view({b, 1, 1, 1});
+  const auto sa = abar.sqrt(), sn = (1 - abar).sqrt();
+  const auto noisy = sa * latents + sn * noise;
+  const auto target = prediction_ == samplers::Prediction::V ? sa * noise - sn * latents : noise;
+  const auto pred = model_->unet->forward(noisy, t, context);
+  return (pred.to(torch::kFloat) - target).pow(2).mean();
+}
+
+void DiffusionObjective::sample(const std::string& png, Metrics& metrics) {
+  Pipeline pipeline(model_);
+  const auto& s = recipe_.sample;
+  std::vector<std::string> prompts = s.prompts;
+  if (prompts.empty()) {
+    const auto eval = shapes::split_captions(shapes::Split::eval);
+    for (size_t i = 0; i < 8; ++i) prompts.push_back(shapes::caption_text(eval[(i * 37) % eval.size()]));
+  }
+  GenerationOptions o = sample_options(1);
+  o.prompts = prompts;
+  auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
+  write_png(png, make_grid(images, 8), {}, true);
+  if (s.judge_captions > 0) {
+    judge_split(pipeline, shapes::Split::seen, "", metrics);
+    judge_split(pipeline, shapes::Split::eval, "unseen_", metrics);
+  }
+}
+
+void DiffusionObjective::write_final(const std::string& folder) {
+  if (lora_) {
+    lora_->save(folder + "/lora.safetensors", {{"ss_base_model", recipe_.base_model}, {"lumen_recipe", recipe_.file}});
+    return;
+  }
+  write_diffusers_folder(*model_, folder);
+}
+
+bool DiffusionObjective::train_text_encoder() const { return recipe_.train_text_encoder && recipe_.task == Task::Diffusion; }
+bool DiffusionObjective::train_unet() const { return recipe_.task == Task::Diffusion || (recipe_.task == Task::Feedback && !recipe_.use_lora); }
+
+// First 77-token chunk of each caption, tokenised as at generation time.
+torch::Tensor DiffusionObjective::ids_of(const std::vector<std::string>& captions) const {
+  std::vector<torch::Tensor> rows;
+  for (const auto& c : captions) {
+    const auto chunks = chunk_prompt(*model_->tokenizer, c, model_->pad_id, false);
+    rows.push_back(torch::tensor(chunks.at(0).ids, torch::kLong));
+  }
+  return torch::stack(rows);
+}
+
+torch::Tensor DiffusionObjective::encode(const std::vector<std::string>& captions) {
+  const auto ids = ids_of(captions);
+  if (train_text_encoder() || (lora_ && recipe_.lora_text_encoder))
+    return model_->text_encoder->forward(ids).last_hidden_state;
+  torch::NoGradGuard no_grad;
+  return model_->text_encoder->forward(ids).last_hidden_state;
+}
+
+GenerationOptions DiffusionObjective::sample_options(uint64_t seed) const {
+  const auto& s = recipe_.sample;
+  GenerationOptions o;
+  o.sampler = s.sampler;
+  o.steps = s.steps;
+  o.cfg_scale = s.cfg_scale;
+  o.guidance_rescale = s.guidance_rescale;
+  o.width = recipe_.dataset.width;
+  o.height = recipe_.dataset.height;
+  o.seed = seed;
+  return o;
+}
+
+// Judges images of evenly spread captions of a split (one seed each); the
+// metrics' names carry the prefix.
+void DiffusionObjective::judge_split(const Pipeline& pipeline, shapes::Split split, const std::string& prefix, Metrics& metrics) const {
+  const auto& s = recipe_.sample;
+  const auto captions = shapes::split_captions(split);
+  std::vector<shapes::Caption> asked;
+  for (int64_t i = 0; i < s.judge_captions; ++i)
+    asked.push_back(captions[static_cast<size_t>(i * static_cast<int64_t>(captions.size()) / s.judge_captions)]);
+  std::vector<shapes::Judgement> judgements;
+  const size_t chunk = 32;
+  for (size_t start = 0; start < asked.size(); start += chunk) {
+    GenerationOptions o = sample_options(1000 + start);
+    for (size_t i = start; i < std::min(asked.size(), start + chunk); ++i) o.prompts.push_back(shapes::caption_text(asked[i]));
+    const auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
+    for (int64_t i = 0; i < images.size(0); ++i)
+      judgements.push_back(shapes::judge(to_rgb(images[i]), asked[start + static_cast<size_t>(i)]));
+  }
+  const auto summary = shapes::summarize(judgements);
+  metrics[prefix + "correct"] = summary.all.correct;
+  metrics[prefix + "colour"] = summary.all.colour;
+  metrics[prefix + "shape"] = summary.all.shape;
+  metrics[prefix + "position"] = summary.all.position;
+  metrics[prefix + "background"] = summary.all.background;
+  double bg = 0;
+  for (const auto& j : judgements) bg += std::isfinite(j.bg_error) ? j.bg_error : 255;
+  metrics[prefix + "bg_error"] = bg / static_cast<double>(judgements.size());
+}
+
 std::unique_ptr<Objective> make_diffusion_objective(const Recipe& recipe, const Dataset& dataset) {
-  return std::make_unique<DiffusionObjective>(recipe, dataset);
+  (void)dataset;
+  return std::make_unique<DiffusionObjective>(recipe);
 }
 
 std::unique_ptr<Objective> make_objective(const Recipe& recipe, const Dataset& dataset) {
-  if (recipe.task == Task::Vae) return make_vae_objective(recipe, dataset);
+  switch (recipe.task) {
+    case Task::Vae: return make_vae_objective(recipe, dataset);
+    case Task::Segmenter: return make_segmenter_objective(recipe);
+    case Task::Reward: return make_reward_objective(recipe);
+    case Task::Feedback: return make_feedback_objective(recipe);
+    default: break;
+  }
   return make_diffusion_objective(recipe, dataset);
 }
 

@@ -14,5 +14,8 @@ inline NamedTensors named_parameters(torch::nn::Module& module, const std::strin
 
 std::unique_ptr<Objective> make_vae_objective(const Recipe& recipe, const Dataset& dataset);
 std::unique_ptr<Objective> make_diffusion_objective(const Recipe& recipe, const Dataset& dataset);
+std::unique_ptr<Objective> make_segmenter_objective(const Recipe& recipe);
+std::unique_ptr<Objective> make_reward_objective(const Recipe& recipe);
+std::unique_ptr<Objective> make_feedback_objective(const Recipe& recipe);
 
 }  // namespace lumen::train

@@ -53,10 +53,14 @@ void draw_panel(cv::Mat& canvas, cv::Rect box, const Series& s, bool log_y) {
 
 void write_curves_png(const std::string& path, const std::vector<Series>& series, const std::vector<bool>& log_y) {
   const int width = 640, panel = 240;
-  cv::Mat canvas(panel * static_cast<int>(std::max<size_t>(series.size(), 1)), width, CV_8UC3, cv::Scalar(255, 255, 255));
-  for (size_t i = 0; i < series.size(); ++i)
-    draw_panel(canvas, cv::Rect(4, static_cast<int>(i) * panel + 4, width - 8, panel - 8), series[i],
+  const int columns = series.size() > 4 ? 2 : 1;  // feedback runs log many curves
+  const int rows = (static_cast<int>(std::max<size_t>(series.size(), 1)) + columns - 1) / columns;
+  cv::Mat canvas(panel * rows, width * columns, CV_8UC3, cv::Scalar(255, 255, 255));
+  for (size_t i = 0; i < series.size(); ++i) {
+    const int row = static_cast<int>(i) / columns, column = static_cast<int>(i) % columns;
+    draw_panel(canvas, cv::Rect(column * width + 4, row * panel + 4, width - 8, panel - 8), series[i],
                i < log_y.size() && log_y[i]);
+  }
   std::vector<uchar> png;
   cv::imencode(".png", canvas, png);
   write_file_atomically(path, [&](std::ostream& out) { out.write(reinterpret_cast<const char*>(png.data()), png.size()); });

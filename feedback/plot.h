@@ -10,7 +10,7 @@ struct Series {
   std::vector<double> x, y;
 };
 
-// One panel per series, stacked; `log_y` per panel. Written atomically.
+// One panel per series, stacked (two columns past four); `log_y` per panel. Written atomically.
 void write_curves_png(const std::string& path, const std::vector<Series>& series, const std::vector<bool>& log_y);
 
 }  // namespace lumen::train

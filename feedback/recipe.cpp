@@ -78,6 +78,35 @@ class Fields {
     }
     return out;
   }
+  std::vector<int64_t> integers(const std::string& key, std::vector<int64_t> fallback, int64_t lo, int64_t hi) {
+    used_.insert(key);
+    const YAML::Node v = node_[key];
+    if (!v) return fallback;
+    if (!v.IsSequence() || v.size() == 0) throw error_at(v, name(key), "must be a non-empty list of integers");
+    std::vector<int64_t> out;
+    for (const auto& item : v) {
+      int64_t x = 0;
+      try {
+        x = item.as<int64_t>();
+      } catch (const YAML::Exception&) {
+        throw error_at(item, name(key), "items must be integers");
+      }
+      if (x < lo || x > hi) throw error_at(item, name(key), "items must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      out.push_back(x);
+    }
+    return out;
+  }
+  // The mappings of a list field, each as Fields of its own.
+  std::vector<Fields> children(const std::string& key) {
+    used_.insert(key);
+    const YAML::Node v = node_[key];
+    std::vector<Fields> out;
+    if (!v) return out;
+    if (!v.IsSequence()) throw error_at(v, name(key), "must be a list");
+    for (size_t i = 0; i < v.size(); ++i) out.emplace_back(file_, v[i], name(key) + "[" + std::to_string(i) + "]");
+    return out;
+  }
+  int line() const { return node_.Mark().line + 1; }
   Fields child(const std::string& key) {
     used_.insert(key);
     const YAML::Node v = node_[key];
@@ -165,6 +194,69 @@ SampleSpec read_sample(Fields f) {
   return s;
 }
 
+JudgeModelSpec read_judge_model(Fields f, bool reward) {
+  JudgeModelSpec j;
+  j.channels = f.integers("channels", {}, 1, 4096);
+  j.corrupt = f.number("corrupt", j.corrupt, 0, 1);
+  j.vae_roundtrip = f.number("vae_roundtrip", j.vae_roundtrip, 0, 1);
+  j.eval_pairs = f.integer("eval_pairs", j.eval_pairs, 0, 100000);
+  if (reward) {
+    j.dimension = f.choice("dimension", "", {"colour", "shape", "layout", "background", "global"});
+    j.hidden = f.integer("hidden", j.hidden, 1, 4096);
+  }
+  f.reject_unknown();
+  return j;
+}
+
+FeedbackSpec read_feedback(Fields f) {
+  FeedbackSpec s;
+  s.sampler = f.get<std::string>("sampler", s.sampler);
+  s.steps = f.integers("steps", s.steps, 1, 1000);
+  s.cfg_scale = f.number("cfg_scale", s.cfg_scale, 0, 100);
+  s.guidance_rescale = f.number("guidance_rescale", s.guidance_rescale, 0, 1);
+  s.denoising_weight = f.number("denoising_weight", s.denoising_weight, 0, 1e6);
+  s.init_lora = f.get<std::string>("init_lora", "");
+  if (f.has("perceptual")) {
+    Fields p = f.child("perceptual");
+    s.perceptual_model = p.required<std::string>("model");
+    s.perceptual_kind = p.choice("kind", s.perceptual_kind, {"segmentation", "style"});
+    s.perceptual_weight = p.number("weight", s.perceptual_weight, 0, 1e6);
+    p.reject_unknown();
+  }
+  for (Fields r : f.children("rewards")) {
+    RewardTerm t;
+    t.line = r.line();
+    t.kind = r.choice("kind", t.kind, {"shapes", "clip", "aesthetic", "torchscript"});
+    t.model = r.required<std::string>("model");
+    if (t.kind == "aesthetic") t.clip = r.required<std::string>("clip");
+    t.weight = r.number("weight", t.weight, 0, 1e6);
+    if (r.has("alpha")) t.alpha = r.number("alpha", 0, -1e6, 1e6);
+    else if (t.kind != "shapes") throw r.error_at(YAML::Node(), r.name("alpha"), "is required for a " + t.kind + " reward (its hinge threshold)");
+    r.reject_unknown();
+    s.rewards.push_back(t);
+  }
+  if (f.has("adversarial")) {
+    Fields a = f.child("adversarial");
+    s.adversarial_init = a.required<std::string>("init");
+    s.adversarial_weight = a.number("weight", s.adversarial_weight, 0, 1e6);
+    s.discriminator_lr = a.number("lr", s.discriminator_lr, 1e-12, 10);
+    a.reject_unknown();
+  }
+  Fields p = f.child("prompts");
+  s.prompt_selection = p.choice("selection", s.prompt_selection, {"random", "active"});
+  s.prompt_pool = p.integer("pool", s.prompt_pool, 1, 100000);
+  s.prompt_keep = p.integer("keep", s.prompt_keep, 1, 100000);
+  s.prompt_refresh = p.integer("refresh_every", s.prompt_refresh, 1, 1'000'000'000);
+  s.prompt_similarity = p.number("similarity", s.prompt_similarity, 0, 1);
+  s.prompt_batch = p.integer("batch", 0, 0, 4096);
+  s.prompt_file = p.get<std::string>("file", "");
+  p.reject_unknown();
+  f.reject_unknown();
+  if (s.perceptual_model.empty() && s.rewards.empty() && s.adversarial_init.empty())
+    throw f.error_at(YAML::Node(), "feedback", "needs at least one of perceptual, rewards or adversarial");
+  return s;
+}
+
 }  // namespace
 
 const char* task_name(Task task) {
@@ -172,6 +264,9 @@ const char* task_name(Task task) {
     case Task::Vae: return "vae";
     case Task::Diffusion: return "diffusion";
     case Task::Lora: return "lora";
+    case Task::Segmenter: return "segmenter";
+    case Task::Reward: return "reward";
+    case Task::Feedback: return "feedback";
   }
   return "?";
 }
@@ -187,8 +282,13 @@ Recipe read_recipe(const std::string& path) {
   Fields f(path, root, "");
   Recipe r;
   r.file = path;
-  const std::string task = f.choice("task", "", {"vae", "diffusion", "lora"});
-  r.task = task == "vae" ? Task::Vae : task == "lora" ? Task::Lora : Task::Diffusion;
+  const std::string task = f.choice("task", "", {"vae", "diffusion", "lora", "segmenter", "reward", "feedback"});
+  r.task = task == "vae"         ? Task::Vae
+           : task == "lora"      ? Task::Lora
+           : task == "segmenter" ? Task::Segmenter
+           : task == "reward"    ? Task::Reward
+           : task == "feedback"  ? Task::Feedback
+                                 : Task::Diffusion;
   r.output = f.required<std::string>("output");
   r.seed = f.get<uint64_t>("seed", 0);
   r.threads = static_cast<int>(f.integer("threads", 0, 0, 1024));
@@ -196,8 +296,6 @@ Recipe read_recipe(const std::string& path) {
   r.batch_size = f.integer("batch_size", 1, 1, 4096);
   r.precision = f.choice("precision", r.precision, {"f32", "bf16"});
   r.gradient_checkpointing = f.get<bool>("gradient_checkpointing", false);
-  if (r.gradient_checkpointing)
-    throw f.error_at(root["gradient_checkpointing"], "gradient_checkpointing", "is not supported yet (train at a smaller batch size)");
   r.ema_decay = f.number("ema_decay", 0, 0, 0.999999);
   r.checkpoint_every = f.integer("checkpoint_every", r.checkpoint_every, 1, 1'000'000'000);
   r.keep_checkpoints = f.integer("keep_checkpoints", r.keep_checkpoints, 1, 1000);
@@ -217,6 +315,12 @@ Recipe read_recipe(const std::string& path) {
     r.kl_weight = v.number("kl_weight", r.kl_weight, 0, 1e6);
     r.mse_weight = v.number("mse_weight", r.mse_weight, 0, 1e6);
     v.reject_unknown();
+  } else if (r.task == Task::Segmenter || r.task == Task::Reward) {
+    if (r.dataset.type != "shapes") throw f.error_at(root["dataset"], "dataset.type", "must be shapes for a " + task);
+    r.judge_model = read_judge_model(f.child(r.task == Task::Reward ? "reward" : "perception"), r.task == Task::Reward);
+    Fields m = f.child("model");
+    r.base_model = m.get<std::string>("base", "");  // its VAE round-trips training images
+    m.reject_unknown();
   } else {
     Fields m = f.child("model");
     r.base_model = m.get<std::string>("base", "");
@@ -225,8 +329,8 @@ Recipe read_recipe(const std::string& path) {
     r.text_encoder_config = m.json_map("text_encoder");
     r.train_text_encoder = m.get<bool>("train_text_encoder", r.task == Task::Diffusion);
     m.reject_unknown();
-    if (r.task == Task::Lora && r.base_model.empty())
-      throw f.error_at(root, "model.base", "is required for a LoRA (the model it adapts)");
+    if ((r.task == Task::Lora || r.task == Task::Feedback) && r.base_model.empty())
+      throw f.error_at(root, "model.base", "is required for a LoRA or feedback learning (the model it adapts)");
     if (r.task == Task::Diffusion && r.base_model.empty() &&
         (r.vae.empty() || r.unet_config.is_null() || r.text_encoder_config.is_null()))
       throw f.error_at(root, "model", "needs either base (a model to fine-tune) or vae, unet and text_encoder");
@@ -235,7 +339,12 @@ Recipe read_recipe(const std::string& path) {
     r.timesteps.exponent = t.number("exponent", 1.0, 0.1, 10);
     t.reject_unknown();
     r.caption_dropout = f.number("caption_dropout", r.caption_dropout, 0, 1);
-    if (r.task == Task::Lora) {
+    if (r.task == Task::Feedback) {
+      if (!f.has("feedback")) throw f.error_at(root, "feedback", "is required for task feedback");
+      r.feedback = read_feedback(f.child("feedback"));
+      r.use_lora = f.has("lora");
+    }
+    if (r.task == Task::Lora || (r.task == Task::Feedback && r.use_lora)) {
       Fields l = f.child("lora");
       r.lora_rank = l.integer("rank", r.lora_rank, 1, 1024);
       r.lora_alpha = l.number("alpha", static_cast<double>(r.lora_rank), 1e-6, 1e6);

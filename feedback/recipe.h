@@ -2,6 +2,7 @@
 // trains, on what data, with which optimiser and schedule. Every field is
 // checked; an error names the file, the line and the field.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -13,6 +14,9 @@ enum class Task {
   Vae,        // AutoencoderKL: reconstruction + KL
   Diffusion,  // UNet (and optionally the text encoder) on the denoising loss
   Lora,       // LoRA adapters on an existing model, denoising loss
+  Segmenter,  // ShapesWorld perception model (per-pixel shape labels) for perceptual feedback
+  Reward,     // ShapesWorld reward model of one dimension, Bradley–Terry on preference pairs
+  Feedback,   // UniFL feedback learning (`lumen feedback`): LoRA or UNet on rewards
 };
 
 struct DatasetSpec {
@@ -56,6 +60,49 @@ struct SampleSpec {  // periodic sample grids and ShapesWorld judging
   int64_t judge_captions = 0;        // >0: judge that many seen-split captions, log `correct`
 };
 
+// task: segmenter / reward — the small networks' shapes and data.
+struct JudgeModelSpec {
+  std::vector<int64_t> channels;  // empty: the network's default
+  int64_t hidden = 128;           // reward only
+  std::string dimension;          // reward only: colour | shape | layout | background | global
+  double corrupt = 0.5;           // strength of the noise/blur/contrast corruptions
+  double vae_roundtrip = 0.5;     // share of images passed through model.base's VAE (when given)
+  int64_t eval_pairs = 512;       // held-out pairs (evaluation-split captions) judged at the end
+};
+
+// One reward of the feedback loss: hinge ReLU(alpha − r) with a weight.
+struct RewardTerm {
+  std::string kind = "shapes";  // shapes (a `task: reward` folder) | clip | aesthetic | torchscript
+  std::string model;            // folder or file
+  std::string clip;             // aesthetic: the CLIP model folder whose image embeddings it reads
+  double weight = 1.0;
+  double alpha = std::nan("");  // unset: a shapes reward's mean on preferred held-out images
+  int line = 0;                 // recipe line, for errors
+};
+
+struct FeedbackSpec {
+  std::string sampler = "ddim";
+  std::vector<int64_t> steps{1, 2, 4};  // inference step counts, one drawn per training step
+  double cfg_scale = 1.0, guidance_rescale = 0.0;
+  double denoising_weight = 1.0;  // the ordinary denoising loss, as a regulariser
+  // Perceptual feedback: the training image's latent noised to a start step of
+  // the schedule, denoised without gradients to a later one, one step with them.
+  std::string perceptual_model;  // a `task: segmenter` folder; empty: no PeFL
+  std::string perceptual_kind = "segmentation";  // segmentation | style (Gram matrices of its features)
+  double perceptual_weight = 1.0;
+  std::vector<RewardTerm> rewards;  // decoupled (or one global) rewards on x0 from pure noise
+  // Adversarial feedback: a reward model made discriminator (real = renders).
+  std::string adversarial_init;  // a `task: reward` folder; empty: no adversarial stage
+  double adversarial_weight = 1.0, discriminator_lr = 1e-4;
+  // Prompt selection for the reward terms.
+  std::string prompt_selection = "random";  // random | active
+  int64_t prompt_pool = 128, prompt_keep = 48, prompt_refresh = 50;
+  double prompt_similarity = 0.8;  // caption-feature cosine at or above which a prompt is a near duplicate
+  int64_t prompt_batch = 0;        // prompts per step (0: batch_size)
+  std::string prompt_file;         // one prompt per line (default: ShapesWorld's training captions)
+  std::string init_lora;           // continue this LoRA (stage 2 from stage 1)
+};
+
 struct Recipe {
   std::string file;  // where it was read from
   Task task = Task::Diffusion;
@@ -64,7 +111,7 @@ struct Recipe {
   int threads = 0;
   int64_t steps = 0, batch_size = 1;
   std::string precision = "f32";  // "f32" | "bf16" (autocast; weights and optimiser stay f32)
-  bool gradient_checkpointing = false;  // refused for now: LibTorch C++ has no torch.utils.checkpoint
+  bool gradient_checkpointing = false;  // UNet and VAE decoder recompute activations in backward
   DatasetSpec dataset;
   OptimizerSpec optimizer;
   double ema_decay = 0;  // 0 = no EMA
@@ -92,6 +139,10 @@ struct Recipe {
   double lora_alpha = 4;
   bool lora_text_encoder = false;
   bool lora_conv = false;  // also the 3x3 convolutions of the ResNet blocks (LoCon)
+  bool use_lora = true;    // feedback: LoRA (a `lora` section) or the whole UNet
+
+  JudgeModelSpec judge_model;  // segmenter / reward
+  FeedbackSpec feedback;
 };
 
 // Reads and validates a recipe; throws lumen::Error "<file>:<line>: <field>: <problem>".

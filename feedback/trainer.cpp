@@ -174,7 +174,23 @@ class MetricsLog {
   std::ofstream out_;
   std::vector<Curve> curves_{{"loss", true, {"loss (mean over the log interval)", {}, {}}},
                              {"correct", false, {"judged correct (ShapesWorld seen captions)", {}, {}}},
-                             {"unseen_correct", false, {"judged correct (ShapesWorld unseen captions)", {}, {}}}};
+                             {"unseen_correct", false, {"judged correct (ShapesWorld unseen captions)", {}, {}}},
+                             {"mask_iou", false, {"mask IoU vs the ideal render (seen captions)", {}, {}}},
+                             // judges being trained
+                             {"fg_iou", false, {"segmenter: foreground IoU (training batch)", {}, {}}},
+                             {"held_out_iou", false, {"segmenter: foreground IoU (held-out renders)", {}, {}}},
+                             {"pair_accuracy", false, {"reward: pairwise accuracy (training batch)", {}, {}}},
+                             {"held_out_pair_accuracy", false, {"reward: pairwise accuracy (held-out pairs)", {}, {}}},
+                             // feedback learning: each term as logged (rewards should rise, losses fall)
+                             {"pefl", false, {"perceptual feedback loss (segmentation of x0)", {}, {}}},
+                             {"denoise", true, {"denoising loss (regulariser)", {}, {}}},
+                             {"reward_colour", false, {"reward: colour (mean on x0)", {}, {}}},
+                             {"reward_shape", false, {"reward: shape (mean on x0)", {}, {}}},
+                             {"reward_layout", false, {"reward: layout (mean on x0)", {}, {}}},
+                             {"reward_background", false, {"reward: background (mean on x0)", {}, {}}},
+                             {"reward_global", false, {"reward: global (mean on x0)", {}, {}}},
+                             {"d_loss", false, {"discriminator loss", {}, {}}},
+                             {"g_loss", false, {"generator adversarial loss (-r_a)", {}, {}}}};
 };
 
 // bf16 autocast on the CPU for the forward pass; weights, gradients and the
@@ -248,6 +264,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     load_into(params, resume_from + "/trainable.safetensors");
     if (ema) load_into(ema->shadow(), resume_from + "/ema.safetensors");
     torch::load(optimizer, resume_from + "/optimizer.pt");
+    objective->load_state(resume_from);
     std::fprintf(stderr, "resuming %s from step %lld\n", out.c_str(), static_cast<long long>(result.first_step));
   }
   MetricsLog metrics_log(out + "/metrics.jsonl", result.first_step);
@@ -264,6 +281,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     save_safetensors(tmp + "/trainable.safetensors", as_map(params));
     if (ema) save_safetensors(tmp + "/ema.safetensors", as_map(ema->shadow()));
     torch::save(optimizer, tmp + "/optimizer.pt");
+    objective->save_state(tmp);
     write_text_atomically(tmp + "/state.json",
                           json{{"step", done}, {"train_seconds", seconds}, {"task", task_name(recipe.task)}}.dump(2));
     fs::remove_all(final_dir);
@@ -280,6 +298,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   const double start = now_seconds();
   double window_sum = 0;
   int64_t window_count = 0;
+  std::map<std::string, std::pair<double, int64_t>> window_metrics;  // the objective's, averaged like the loss
   int64_t step = result.first_step;
   const int64_t stop_at =
       options.stop_after > 0 ? std::min(recipe.steps, result.first_step + options.stop_after) : recipe.steps;
@@ -308,6 +327,11 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     result.losses.push_back(loss_value);
     window_sum += loss_value;
     ++window_count;
+    for (const auto& [k, v] : metrics) {
+      auto& [sum, count] = window_metrics[k];
+      sum += v;
+      ++count;
+    }
     metrics["loss"] = loss_value;
     metrics["lr"] = lr;
     if (options.on_step) options.on_step(step, metrics);
@@ -317,11 +341,12 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
       json record{{"step", step}, {"loss", window_sum / static_cast<double>(window_count)}, {"lr", lr},
                   {"time_s", previous_seconds + elapsed}};
       if (o.grad_clip > 0) record["grad_norm"] = grad_norm;
-      for (const auto& [k, v] : metrics)
-        if (k != "loss" && k != "lr") record[k] = v;
+      for (const auto& [k, sum_count] : window_metrics)
+        if (k != "loss" && k != "lr") record[k] = sum_count.first / static_cast<double>(sum_count.second);
       metrics_log.write(record);
       window_sum = 0;
       window_count = 0;
+      window_metrics.clear();
     }
     if (recipe.sample.every > 0 && (step % recipe.sample.every == 0 || step == recipe.steps)) {
       Metrics sampled;

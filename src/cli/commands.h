@@ -14,5 +14,6 @@ Runner add_generate_commands(CLI::App& app);
 Runner add_shapes_command(CLI::App& app);
 Runner add_convert_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);
+Runner add_feedback_command(CLI::App& app);
 
 }  // namespace lumen::cli

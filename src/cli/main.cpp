@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
       lumen::cli::add_make_random_command(app),
       lumen::cli::add_convert_command(app),
       lumen::cli::add_train_command(app),
+      lumen::cli::add_feedback_command(app),
   };
   CLI11_PARSE(app, argc, argv);
   try {

@@ -31,14 +31,6 @@ void validate(const GenerationOptions& o, int64_t factor) {
   }
 }
 
-// Noise added to clean latents for a start at `index` (img2img, inpainting).
-torch::Tensor add_noise(const samplers::Scheduler& s, const torch::Tensor& x, const torch::Tensor& noise, int64_t index) {
-  if (s.sigmas().defined()) return x + noise * s.sigmas()[index].item<double>();
-  const int64_t t = static_cast<int64_t>(s.timesteps()[index].item<double>());
-  const double a = s.alphas_cumprod()[t].item<double>();
-  return std::sqrt(a) * x + std::sqrt(1 - a) * noise;
-}
-
 // √ᾱ and √(1−ᾱ) at step `index`, for converting ε to v.
 std::pair<double, double> signal_noise(const samplers::Scheduler& s, int64_t index) {
   const int64_t t = std::llround(s.timesteps()[index].item<double>());
@@ -63,6 +55,14 @@ torch::Tensor guide(const samplers::Scheduler& s, int64_t index, const torch::Te
 }
 
 }  // namespace
+
+// Noise added to clean latents for a start at `index` (img2img, inpainting).
+torch::Tensor add_noise(const samplers::Scheduler& s, const torch::Tensor& x, const torch::Tensor& noise, int64_t index) {
+  if (s.sigmas().defined()) return x + noise * s.sigmas()[index].item<double>();
+  const int64_t t = static_cast<int64_t>(s.timesteps()[index].item<double>());
+  const double a = s.alphas_cumprod()[t].item<double>();
+  return std::sqrt(a) * x + std::sqrt(1 - a) * noise;
+}
 
 json default_scheduler_config() {
   return {{"_class_name", "EulerDiscreteScheduler"}, {"num_train_timesteps", 1000}, {"beta_start", 0.00085},

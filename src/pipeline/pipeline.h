@@ -77,6 +77,10 @@ class Pipeline {
   nlohmann::json scheduler_config_;
 };
 
+// Clean latents noised for a start at step `index` of the scheduler's
+// timesteps (img2img, inpainting, feedback learning's perceptual start).
+torch::Tensor add_noise(const samplers::Scheduler& s, const torch::Tensor& x, const torch::Tensor& noise, int64_t index);
+
 // The scheduler config used when the files carry none (SD's training schedule).
 nlohmann::json default_scheduler_config();
 

@@ -1,0 +1,18 @@
+// The folder format of Lumen's own small trained networks (perception and
+// reward models): config.json (with a "kind") + model.safetensors. Loading
+// checks the kind, every tensor's presence and shape, and names the file.
+#pragma once
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace lumen::train {
+
+void save_model_folder(const std::string& folder, torch::nn::Module& module, const nlohmann::json& config);
+// config.json of a folder, checked to be of `kind` (a clear error otherwise).
+nlohmann::json read_model_config(const std::string& folder, const std::string& kind);
+// Copies every parameter and buffer of `module` from the folder's weights.
+void load_model_weights(const std::string& folder, torch::nn::Module& module);
+
+}  // namespace lumen::train

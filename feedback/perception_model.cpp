@@ -1,0 +1,107 @@
+#include "perception_model.h"
+
+#include "error.h"
+#include "model_folder.h"
+
+namespace lumen::train {
+namespace F = torch::nn::functional;
+
+ConvBlockImpl::ConvBlockImpl(int64_t in, int64_t out, int64_t stride) {
+  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1)));
+  norm1 = register_module("norm1", torch::nn::GroupNorm(std::min<int64_t>(8, out), out));
+  conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1)));
+  norm2 = register_module("norm2", torch::nn::GroupNorm(std::min<int64_t>(8, out), out));
+}
+
+torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
+  auto h = F::silu(norm1(conv1(x)));
+  return F::silu(norm2(conv2(h)));
+}
+
+SegmenterImpl::SegmenterImpl(SegmenterConfig c) : config(std::move(c)) {
+  if (config.channels.empty()) throw Error("segmenter", "channels must not be empty");
+  down = register_module("down", torch::nn::ModuleList());
+  up = register_module("up", torch::nn::ModuleList());
+  int64_t in = 3;
+  for (size_t i = 0; i < config.channels.size(); ++i) {
+    down->push_back(ConvBlock(in, config.channels[i], i == 0 ? 1 : 2));
+    in = config.channels[i];
+  }
+  for (size_t i = config.channels.size() - 1; i > 0; --i)
+    up->push_back(ConvBlock(config.channels[i] + config.channels[i - 1], config.channels[i - 1]));
+  head = register_module("head", torch::nn::Conv2d(torch::nn::Conv2dOptions(config.channels[0], config.classes, 1)));
+}
+
+std::vector<torch::Tensor> SegmenterImpl::features(const torch::Tensor& images) {
+  std::vector<torch::Tensor> out;
+  auto h = images;
+  for (const auto& block : *down) {
+    h = block->as<ConvBlock>()->forward(h);
+    out.push_back(h);
+  }
+  return out;
+}
+
+torch::Tensor SegmenterImpl::forward(const torch::Tensor& images) {
+  auto skips = features(images);
+  auto h = skips.back();
+  skips.pop_back();
+  for (const auto& block : *up) {
+    const auto& skip = skips.back();
+    h = F::interpolate(h, F::InterpolateFuncOptions().size(std::vector<int64_t>{skip.size(2), skip.size(3)}).mode(torch::kNearest));
+    h = block->as<ConvBlock>()->forward(torch::cat({h, skip}, 1));
+    skips.pop_back();
+  }
+  return head(h);
+}
+
+torch::Tensor SegmenterImpl::loss(const torch::Tensor& images, const torch::Tensor& labels) {
+  if (images.size(2) != config.resolution || images.size(3) != config.resolution)
+    throw Error("segmenter", "was trained on " + std::to_string(config.resolution) + "x" +
+                                 std::to_string(config.resolution) + " images, given " + std::to_string(images.size(3)) +
+                                 "x" + std::to_string(images.size(2)));
+  return F::cross_entropy(forward(images).to(torch::kFloat), labels);
+}
+
+nlohmann::json to_json(const SegmenterConfig& c) {
+  return {{"kind", "segmenter"}, {"resolution", c.resolution}, {"channels", c.channels}, {"classes", c.classes}};
+}
+
+SegmenterConfig segmenter_config(const nlohmann::json& j, const std::string& where) {
+  SegmenterConfig c;
+  try {
+    c.resolution = j.value("resolution", c.resolution);
+    c.channels = j.value("channels", c.channels);
+    c.classes = j.value("classes", c.classes);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where, std::string("bad segmenter config: ") + e.what());
+  }
+  if (c.resolution < 8 || c.resolution > 4096 || c.classes < 2 || c.channels.empty() || c.channels.size() > 6)
+    throw Error(where, "bad segmenter config (resolution 8..4096, classes >= 2, 1..6 channel levels)");
+  for (auto ch : c.channels)
+    if (ch < 1 || ch > 4096) throw Error(where, "segmenter channels must be in 1..4096");
+  return c;
+}
+
+void save_segmenter(const std::string& folder, Segmenter& model, nlohmann::json extra) {
+  auto config = to_json(model->config);
+  config.update(extra);
+  save_model_folder(folder, *model, config);
+}
+
+Segmenter load_segmenter(const std::string& folder) {
+  const auto config = read_model_config(folder, "segmenter");
+  Segmenter model(segmenter_config(config, folder + "/config.json"));
+  load_model_weights(folder, *model);
+  model->eval();
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  return model;
+}
+
+double foreground_iou(const torch::Tensor& logits, const torch::Tensor& labels) {
+  const auto predicted = logits.argmax(1) > 0, truth = labels > 0;
+  const double inter = (predicted & truth).sum().item<double>(), uni = (predicted | truth).sum().item<double>();
+  return uni > 0 ? inter / uni : 1.0;
+}
+
+}  // namespace lumen::train

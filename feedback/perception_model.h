@@ -1,0 +1,54 @@
+// The perception model of perceptual feedback (PeFL) on ShapesWorld: a small
+// U-shaped segmentation network that labels every pixel background or one of
+// the three shapes. Trained by a `task: segmenter` recipe on renders and their
+// masks; frozen during feedback learning, where its segmentation loss on the
+// decoded x0 prediction against the training image's mask is the reward.
+#pragma once
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace lumen::train {
+
+struct SegmenterConfig {
+  int64_t resolution = 64;              // images must be this size (square)
+  std::vector<int64_t> channels{16, 32, 64};
+  int64_t classes = 4;
+};
+
+struct ConvBlockImpl : torch::nn::Module {
+  ConvBlockImpl(int64_t in, int64_t out, int64_t stride = 1);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
+};
+TORCH_MODULE(ConvBlock);
+
+struct SegmenterImpl : torch::nn::Module {
+  explicit SegmenterImpl(SegmenterConfig config);
+  // images [B,3,R,R] in [-1,1] → logits [B,classes,R,R].
+  torch::Tensor forward(const torch::Tensor& images);
+  // The down path's feature maps, coarsest last (the style loss's Gram matrices).
+  std::vector<torch::Tensor> features(const torch::Tensor& images);
+  // Mean cross-entropy against labels [B,R,R] (int64); errors name the resolution.
+  torch::Tensor loss(const torch::Tensor& images, const torch::Tensor& labels);
+
+  SegmenterConfig config;
+  torch::nn::ModuleList down{nullptr}, up{nullptr};
+  torch::nn::Conv2d head{nullptr};
+};
+TORCH_MODULE(Segmenter);
+
+nlohmann::json to_json(const SegmenterConfig& c);
+SegmenterConfig segmenter_config(const nlohmann::json& j, const std::string& where);
+
+void save_segmenter(const std::string& folder, Segmenter& model, nlohmann::json extra = nlohmann::json::object());
+// A trained segmenter, frozen (no gradients to its parameters).
+Segmenter load_segmenter(const std::string& folder);
+
+// Mean intersection over union of predicted vs true foreground (any shape label).
+double foreground_iou(const torch::Tensor& logits, const torch::Tensor& labels);
+
+}  // namespace lumen::train
