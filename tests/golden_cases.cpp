@@ -7,9 +7,12 @@
 #include "adapters/lora_apply.h"
 #include "adapters/resadapter.h"
 #include "error.h"
+#include "io/clip_preprocess.h"
 #include "io/safetensors_torch.h"
 #include "model/model_loader.h"
+#include "nn/clip_vision.h"
 #include "pipeline/pipeline.h"
+#include "reward_aesthetic.h"
 #include "samplers/guidance.h"
 #include "samplers/scheduler.h"
 #include "tokenizer/clip_tokenizer.h"
@@ -407,6 +410,65 @@ Result run_resadapter(const Case& c) {
   return r;
 }
 
+// ---- clip_vision: CLIPModel, CLIPImageProcessor, the aesthetic head ------------
+
+Result run_clip_model(const Case& c) {
+  const std::string weights = weights_path(c);
+  auto model = nn::load_clip_model(weights.substr(0, weights.find_last_of('/')));
+  auto out = model->forward(c.input("input_ids"), c.input("pixel_values"));
+  Result r;
+  auto cmp = [&](const std::string& name, const torch::Tensor& actual) {
+    r.compare("output_" + name, actual, c.io.at("output_" + name), c.atol, c.rtol);
+  };
+  cmp("vision_embeddings", out.vision.embeddings);
+  cmp("vision_hidden_states", torch::stack(out.vision.hidden_states));
+  cmp("vision_last_hidden_state", out.vision.last_hidden_state);
+  cmp("vision_pooled", out.vision.pooled);
+  cmp("image_embeds", out.vision.image_embeds);
+  cmp("image_embeds_normalized", out.image_embeds_normalized);
+  cmp("text_pooled", out.text.pooled);
+  cmp("text_embeds", out.text.text_embeds);
+  cmp("text_embeds_normalized", out.text_embeds_normalized);
+  cmp("logits_per_image", out.logits_per_image);
+  return r;
+}
+
+Result run_clip_preprocess(const Case& c) {
+  const json& p = c.spec.at("params");
+  auto config = p.contains("preprocessor_config")
+                    ? read_clip_processor_config(c.path(p.at("preprocessor_config").get<std::string>()))
+                    : parse_clip_processor_config(config_of(c), c.path("case.json"));
+  auto u8 = c.input("image_uint8").to(torch::kUInt8).contiguous();  // int64 holding 0..255 in the file
+  RgbImage image{static_cast<int>(u8.size(1)), static_cast<int>(u8.size(0)), {}};
+  image.pixels.assign(u8.data_ptr<uint8_t>(), u8.data_ptr<uint8_t>() + u8.numel());
+  RgbImage resized;
+  auto pixels = clip_preprocess(image, config, &resized);
+  Result r;
+  auto resized_t = torch::tensor(std::vector<int64_t>(resized.pixels.begin(), resized.pixels.end()), torch::kLong)
+                       .view({resized.height, resized.width, 3});
+  r.compare("output_resized_uint8", resized_t, c.io.at("output_resized_uint8"), 0, 0);
+  auto values = torch::tensor(pixels.values, torch::kFloat).view({1, 3, pixels.height, pixels.width});
+  r.compare("output_pixel_values", values, c.io.at("output_pixel_values"), c.atol, c.rtol);
+  return r;
+}
+
+Result run_clip_aesthetic(const Case& c) {
+  auto mlp = train::AestheticMlp::load(weights_path(c));
+  auto normalized = nn::l2_normalize(c.input("image_embeds"));
+  Result r;
+  r.compare("output_normalized_embeds", normalized, c.io.at("output_normalized_embeds"), c.atol, c.rtol);
+  r.compare("output_score", mlp.forward(normalized), c.io.at("output_score"), c.atol, c.rtol);
+  return r;
+}
+
+Result run_clip_vision(const Case& c) {
+  const std::string stage = c.spec.at("params").at("stage");
+  if (stage == "model") return run_clip_model(c);
+  if (stage == "preprocess") return run_clip_preprocess(c);
+  if (stage == "aesthetic") return run_clip_aesthetic(c);
+  throw Error(c.path("case.json"), "unknown clip_vision stage '" + stage + "'");
+}
+
 }  // namespace
 
 std::string golden_dir() {
@@ -469,7 +531,7 @@ Case load_case(const std::string& root, const json& entry) {
 bool kind_supported(const std::string& kind) {
   return kind == "tokenizer" || kind == "clip_text" || kind == "unet" || kind == "vae" ||
          kind == "checkpoint_convert" || kind == "rng" || kind == "cfg_rescale" || kind == "scheduler" ||
-         kind == "pipeline" || kind == "lora" || kind == "resadapter";
+         kind == "pipeline" || kind == "lora" || kind == "resadapter" || kind == "clip_vision";
 }
 
 Result run_case(const Case& c) {
@@ -485,6 +547,7 @@ Result run_case(const Case& c) {
   if (c.kind == "pipeline") return run_pipeline(c);
   if (c.kind == "lora") return run_lora(c);
   if (c.kind == "resadapter") return run_resadapter(c);
+  if (c.kind == "clip_vision") return run_clip_vision(c);
   throw Error(c.name, "kind '" + c.kind + "' is not supported");
 }
 

@@ -205,9 +205,44 @@ ClipTextConfig parse_clip_text_config(const json& j, const std::string& where) {
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw f.bad("hidden_act", "= " + c.hidden_act + " is not supported (quick_gelu, gelu)");
   c.layer_norm_eps = f.get<double>("layer_norm_eps", 1e-5);
-  c.eos_token_id = f.get<int64_t>("eos_token_id", 2);
+  c.eos_token_id = f.get<int64_t>("eos_token_id", 49407);
   auto arch = f.get<std::vector<std::string>>("architectures", {});
   c.with_projection = !arch.empty() && arch[0] == "CLIPTextModelWithProjection";
+  return c;
+}
+
+ClipVisionConfig parse_clip_vision_config(const json& j, const std::string& where) {
+  Fields f(j, where);
+  ClipVisionConfig c;
+  c.hidden_size = f.positive("hidden_size", 768);
+  c.intermediate_size = f.positive("intermediate_size", 3072);
+  c.projection_dim = f.positive("projection_dim", 512);
+  c.num_hidden_layers = f.positive("num_hidden_layers", 12);
+  c.num_attention_heads = f.positive("num_attention_heads", 12);
+  if (c.hidden_size % c.num_attention_heads != 0)
+    throw f.bad("num_attention_heads", "does not divide hidden_size");
+  c.num_channels = f.positive("num_channels", 3);
+  c.image_size = f.positive("image_size", 224);
+  c.patch_size = f.positive("patch_size", 32);
+  if (c.patch_size > c.image_size) throw f.bad("patch_size", "is larger than image_size");
+  c.hidden_act = f.get<std::string>("hidden_act", "quick_gelu");
+  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
+    throw f.bad("hidden_act", "= " + c.hidden_act + " is not supported (quick_gelu, gelu)");
+  c.layer_norm_eps = f.get<double>("layer_norm_eps", 1e-5);
+  return c;
+}
+
+ClipModelConfig parse_clip_model_config(const json& j, const std::string& where) {
+  Fields f(j, where);
+  ClipModelConfig c;
+  c.projection_dim = f.positive("projection_dim", 512);
+  const json empty = json::object();
+  c.text = parse_clip_text_config(f.has("text_config") ? f.raw("text_config") : empty, where + " text_config");
+  c.vision = parse_clip_vision_config(f.has("vision_config") ? f.raw("vision_config") : empty,
+                                      where + " vision_config");
+  // CLIPModel projects both towers to the top-level projection_dim.
+  c.text.with_projection = true;
+  c.text.projection_dim = c.vision.projection_dim = c.projection_dim;
   return c;
 }
 

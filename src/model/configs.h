@@ -60,12 +60,32 @@ struct ClipTextConfig {
   bool with_projection = false;  // CLIPTextModelWithProjection
   std::string hidden_act = "quick_gelu";
   double layer_norm_eps = 1e-5;
-  int64_t eos_token_id = 2;
+  int64_t eos_token_id = 49407;  // CLIPTextConfig's default; the SD encoders' legacy configs say 2
+};
+
+// transformers' CLIPVisionConfig; defaults as there (ViT-B/32).
+struct ClipVisionConfig {
+  int64_t hidden_size = 768, intermediate_size = 3072, projection_dim = 512;
+  int64_t num_hidden_layers = 12, num_attention_heads = 12;
+  int64_t num_channels = 3, image_size = 224, patch_size = 32;
+  std::string hidden_act = "quick_gelu";
+  double layer_norm_eps = 1e-5;
+  int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
+};
+
+// transformers' CLIPConfig (CLIPModel): both towers and the shared projection width.
+struct ClipModelConfig {
+  ClipTextConfig text;  // with_projection set, projection_dim = the top-level one
+  ClipVisionConfig vision;
+  int64_t projection_dim = 512;
 };
 
 // `where` names the file the dict came from, for error messages.
 UNetConfig parse_unet_config(const nlohmann::json& j, const std::string& where);
 VaeConfig parse_vae_config(const nlohmann::json& j, const std::string& where);
 ClipTextConfig parse_clip_text_config(const nlohmann::json& j, const std::string& where);
+ClipVisionConfig parse_clip_vision_config(const nlohmann::json& j, const std::string& where);
+// A CLIPModel config.json: only non-default values are stored, absent ones take the defaults.
+ClipModelConfig parse_clip_model_config(const nlohmann::json& j, const std::string& where);
 
 }  // namespace lumen

@@ -6,24 +6,24 @@
 
 namespace lumen::nn {
 
-ClipEncoderLayerImpl::ClipEncoderLayerImpl(const ClipTextConfig& c)
-    : heads(c.num_attention_heads), quick_gelu(c.hidden_act == "quick_gelu") {
-  const int64_t d = c.hidden_size;
+ClipEncoderLayerImpl::ClipEncoderLayerImpl(int64_t d, int64_t intermediate, int64_t heads_,
+                                           const std::string& hidden_act, double eps)
+    : heads(heads_), quick_gelu(hidden_act == "quick_gelu") {
   auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
   q_proj = attn->register_module("q_proj", Linear(d, d));
   k_proj = attn->register_module("k_proj", Linear(d, d));
   v_proj = attn->register_module("v_proj", Linear(d, d));
   out_proj = attn->register_module("out_proj", Linear(d, d));
-  layer_norm1 = register_module("layer_norm1", LayerNorm(d, c.layer_norm_eps));
+  layer_norm1 = register_module("layer_norm1", LayerNorm(d, eps));
   auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-  fc1 = mlp->register_module("fc1", Linear(d, c.intermediate_size));
-  fc2 = mlp->register_module("fc2", Linear(c.intermediate_size, d));
-  layer_norm2 = register_module("layer_norm2", LayerNorm(d, c.layer_norm_eps));
+  fc1 = mlp->register_module("fc1", Linear(d, intermediate));
+  fc2 = mlp->register_module("fc2", Linear(intermediate, d));
+  layer_norm2 = register_module("layer_norm2", LayerNorm(d, eps));
 }
 
-torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& causal_mask) {
+torch::Tensor ClipEncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   auto h = layer_norm1(x);
-  h = x + out_proj(multi_head_attention(q_proj(h), k_proj(h), v_proj(h), heads, false, causal_mask));
+  h = x + out_proj(multi_head_attention(q_proj(h), k_proj(h), v_proj(h), heads, false, mask));
   auto m = fc1(layer_norm2(h));
   m = quick_gelu ? m * torch::sigmoid(1.702 * m) : torch::gelu(m);
   return h + fc2(m);
@@ -38,7 +38,8 @@ ClipTextModelImpl::ClipTextModelImpl(const ClipTextConfig& c) : config(c) {
   auto encoder = text_model->register_module("encoder", std::make_shared<torch::nn::Module>());
   auto list = encoder->register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    layers.push_back(ClipEncoderLayer(c));
+    layers.push_back(
+        ClipEncoderLayer(c.hidden_size, c.intermediate_size, c.num_attention_heads, c.hidden_act, c.layer_norm_eps));
     list->push_back(layers.back());
   }
   final_layer_norm = text_model->register_module("final_layer_norm", LayerNorm(c.hidden_size, c.layer_norm_eps));

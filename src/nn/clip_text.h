@@ -17,9 +17,12 @@ struct ClipTextOutput {
   const torch::Tensor& skipped(int64_t skip) const { return hidden_states.at(hidden_states.size() - skip); }
 };
 
+// One pre-LN transformer block, shared by the text and the image tower.
 struct ClipEncoderLayerImpl : torch::nn::Module {
-  ClipEncoderLayerImpl(const ClipTextConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& causal_mask);
+  ClipEncoderLayerImpl(int64_t hidden, int64_t intermediate, int64_t heads, const std::string& hidden_act,
+                       double layer_norm_eps);
+  // `mask`: additive attention mask (the text tower's causal one); undefined = none (image tower).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
   LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, fc1{nullptr}, fc2{nullptr};
   int64_t heads;
