@@ -27,6 +27,7 @@
 #include "perception_model.h"
 #include "pipeline/conditioning.h"
 #include "prompt_selection.h"
+#include "reward.h"
 #include "samplers/guidance.h"
 #include "shapes_reward_model.h"
 #include "shapes_supervision.h"
@@ -190,8 +191,16 @@ class FeedbackObjective : public DiffusionObjective {
 
   Reward make_reward(const RewardTerm& term, int64_t w, int64_t h) {
     const std::string where = recipe_.file + ":" + std::to_string(term.line);
-    if (term.kind != "shapes")
-      throw Error(where, "reward kind '" + term.kind + "' is not available in this build");
+    for (const auto& other : rewards_)
+      if (other.term.kind == term.kind && term.kind != "shapes") throw Error(where, "two rewards of kind '" + term.kind + "'");
+    if (term.kind != "shapes") {
+      // Rewards for real models: CLIP preference, LAION aesthetic, TorchScript.
+      RewardSpec spec{term.kind, term.kind == "aesthetic" ? term.clip : term.model, term.kind == "aesthetic" ? term.model : ""};
+      std::shared_ptr<ImageReward> reward = train::make_reward(spec);
+      return {term.kind, term, [reward](const torch::Tensor& images, const std::vector<std::string>& prompts) {
+                return reward->score(images, prompts);
+              }};
+    }
     auto model = load_reward(term.model);
     check_resolution(model, term.model, w, h);
     for (const auto& other : rewards_)

@@ -29,12 +29,13 @@ class ImageRealism {
   // `pick` [B] in [0,1): the images with pick < vae_roundtrip are round-tripped.
   torch::Tensor apply(const torch::Tensor& images, const torch::Tensor& pick, at::Generator& gen) const {
     auto x = images;
-    if (vae_) {
+    const auto rows = (pick < spec_.vae_roundtrip).nonzero().flatten();
+    if (vae_ && rows.numel() > 0) {
       torch::NoGradGuard no_grad;
-      const auto mask = (pick < spec_.vae_roundtrip).to(torch::kFloat).view({-1, 1, 1, 1});
       auto vae = vae_;  // a non-const handle on the shared module
-      const auto round = vae->decode(nn::split_moments(vae->encode_moments(images)).mean).clamp(-1, 1);
-      x = mask * round + (1 - mask) * images;
+      const auto chosen = images.index_select(0, rows);
+      const auto round = vae->decode(nn::split_moments(vae->encode_moments(chosen)).mean).clamp(-1, 1);
+      x = images.index_copy(0, rows, round);
     }
     return corrupt(x, spec_.corrupt, gen);
   }

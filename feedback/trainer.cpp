@@ -189,6 +189,9 @@ class MetricsLog {
                              {"reward_layout", false, {"reward: layout (mean on x0)", {}, {}}},
                              {"reward_background", false, {"reward: background (mean on x0)", {}, {}}},
                              {"reward_global", false, {"reward: global (mean on x0)", {}, {}}},
+                             {"reward_clip", false, {"reward: CLIP preference (mean on x0)", {}, {}}},
+                             {"reward_aesthetic", false, {"reward: LAION aesthetic (mean on x0)", {}, {}}},
+                             {"reward_torchscript", false, {"reward: TorchScript (mean on x0)", {}, {}}},
                              {"d_loss", false, {"discriminator loss", {}, {}}},
                              {"g_loss", false, {"generator adversarial loss (-r_a)", {}, {}}}};
 };

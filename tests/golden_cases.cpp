@@ -307,6 +307,9 @@ Result run_pipeline(const Case& c) {
                             {"crops_coords_top_left", &o.crop_top_left}})
     if (p.contains(key)) *field = p.at(key).get<std::array<int64_t, 2>>();
   o.initial_latents = c.input("latents");
+  // Stochastic samplers draw their step noise from the reference's generator:
+  // with the latents given, the pipeline's generator of `seed` serves only them.
+  if (p.contains("generator_seed")) o.seed = p.at("generator_seed").get<uint64_t>();
   Result r;
   o.on_step = [&](int64_t step, int64_t, const torch::Tensor& latents) {
     char key[64];
