@@ -124,30 +124,39 @@ Caption fill_dropped(const Caption& caption, std::mt19937_64& rng) {
   return full;
 }
 
-RgbImage render(const Caption& caption, int width, int height, Jitter jitter) {
+std::vector<float> render_coverage(const Caption& caption, int width, int height, Jitter jitter) {
   if (!caption.is_full()) throw Error(caption_text(caption), "only a full caption can be rendered");
   if (width <= 0 || height <= 0)
     throw Error("render", "size " + std::to_string(width) + "x" + std::to_string(height) + " is not positive");
-  const Rgb bg = kBackgrounds[index_of(caption.background)].rgb;
-  const Rgb fg = kColours[index_of(caption.colour)].rgb;
   const PositionSpec& where = kPositions[index_of(*caption.position)];
   const double s = kSizes[index_of(*caption.size)].fraction * std::min(width, height);
   const double cx = (where.cx + jitter.dx) * width, cy = (where.cy + jitter.dy) * height;
 
   constexpr int kSamples = 4;  // per axis
-  RgbImage image{width, height, std::vector<uint8_t>(static_cast<size_t>(width) * height * 3)};
+  std::vector<float> coverage(static_cast<size_t>(width) * height);
   for (int y = 0; y < height; ++y)
     for (int x = 0; x < width; ++x) {
       int hits = 0;
       for (int j = 0; j < kSamples; ++j)
         for (int i = 0; i < kSamples; ++i)
           hits += inside(caption.shape, x + (i + 0.5) / kSamples, y + (j + 0.5) / kSamples, cx, cy, s);
-      const double coverage = static_cast<double>(hits) / (kSamples * kSamples);
-      uint8_t* p = &image.pixels[(static_cast<size_t>(y) * width + x) * 3];
-      p[0] = blend(bg.r, fg.r, coverage);
-      p[1] = blend(bg.g, fg.g, coverage);
-      p[2] = blend(bg.b, fg.b, coverage);
+      // hits/16 is exact in float, so render blends exactly as with a double.
+      coverage[static_cast<size_t>(y) * width + x] = static_cast<float>(hits) / (kSamples * kSamples);
     }
+  return coverage;
+}
+
+RgbImage render(const Caption& caption, int width, int height, Jitter jitter) {
+  const std::vector<float> coverage = render_coverage(caption, width, height, jitter);
+  const Rgb bg = kBackgrounds[index_of(caption.background)].rgb;
+  const Rgb fg = kColours[index_of(caption.colour)].rgb;
+  RgbImage image{width, height, std::vector<uint8_t>(coverage.size() * 3)};
+  for (size_t i = 0; i < coverage.size(); ++i) {
+    uint8_t* p = &image.pixels[i * 3];
+    p[0] = blend(bg.r, fg.r, coverage[i]);
+    p[1] = blend(bg.g, fg.g, coverage[i]);
+    p[2] = blend(bg.b, fg.b, coverage[i]);
+  }
   return image;
 }
 

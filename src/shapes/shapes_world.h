@@ -123,5 +123,8 @@ Caption fill_dropped(const Caption& caption, std::mt19937_64& rng);
 // ((cx + jitter.dx)·W, (cy + jitter.dy)·H). Throws lumen::Error for a caption
 // that is not full or a non-positive size.
 RgbImage render(const Caption& caption, int width, int height, Jitter jitter = {});
+// The shape's coverage of each pixel, row-major H×W in [0, 1]: the same 4x4
+// supersampling `render` blends with (render is built on it). Same errors.
+std::vector<float> render_coverage(const Caption& caption, int width, int height, Jitter jitter = {});
 
 }  // namespace lumen::shapes
