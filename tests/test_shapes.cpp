@@ -2,6 +2,7 @@
 // criterion they change, captions round-trip, the splits are the contract's.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <set>
 
 #include "error.h"
@@ -299,6 +300,70 @@ TEST(ShapesJitter, SeededJitterIsDeterministicAndBounded) {
   const Caption cap = all_captions()[100];
   std::mt19937_64 r1(9), r2(9);
   EXPECT_EQ(render(cap, 64, 64, random_jitter(r1)).pixels, render(cap, 64, 64, random_jitter(r2)).pixels);
+}
+
+// Coverage and the mask-IoU structure measure.
+Caption full_caption(Size size, Colour colour, Shape shape, Position position, Background background) {
+  Caption c;
+  c.size = size, c.colour = colour, c.shape = shape, c.position = position, c.background = background;
+  return c;
+}
+
+TEST(ShapesCoverage, SumsToTheShapesArea) {
+  for (int side : {64, 128})
+    for (Size size : {Size::small, Size::large})
+      for (Shape shape : {Shape::circle, Shape::square, Shape::triangle}) {
+        const Caption c = full_caption(size, Colour::red, shape, Position::center, Background::black);
+        const auto coverage = render_coverage(c, side, side);
+        ASSERT_EQ(coverage.size(), static_cast<size_t>(side * side));
+        double sum = 0;
+        for (float v : coverage) {
+          EXPECT_GE(v, 0.f);
+          EXPECT_LE(v, 1.f);
+          sum += v;
+        }
+        const double s = kSizes[index_of(size)].fraction * side;
+        const double area = shape == Shape::circle   ? std::acos(-1.0) * s * s / 4
+                            : shape == Shape::square ? s * s
+                                                     : s * s / 2;
+        EXPECT_NEAR(sum, area, 0.02 * area) << side << " " << caption_text(c);
+      }
+  const Caption partial = *parse_caption("a red circle on a black background");
+  EXPECT_THROW(render_coverage(partial, 64, 64), lumen::Error);
+}
+
+TEST(ShapesMaskIou, PerfectRenderScoresOne) {
+  for (const Caption& c : all_captions())
+    EXPECT_DOUBLE_EQ(judge(render(c, 64, 64), c).mask_iou, 1.0) << caption_text(c);
+}
+
+TEST(ShapesMaskIou, JitterLowersItButKeepsOverlap) {
+  const Caption c = full_caption(Size::large, Colour::blue, Shape::square, Position::left, Background::white);
+  const double iou = judge(render(c, 64, 64, {kMaxJitter, kMaxJitter}), c).mask_iou;
+  EXPECT_LT(iou, 1.0);
+  EXPECT_GT(iou, 0.5);  // a 4% shift of a 45% square
+}
+
+TEST(ShapesMaskIou, WrongShapeScoresLower) {
+  for (Shape asked : {Shape::circle, Shape::square, Shape::triangle}) {
+    const Caption right = full_caption(Size::large, Colour::green, asked, Position::center, Background::gray);
+    Caption wrong = right;
+    wrong.shape = other(asked, kShapes.size());
+    EXPECT_GT(judge(render(right, 64, 64), right).mask_iou, judge(render(wrong, 64, 64), right).mask_iou + 0.05)
+        << caption_text(right);
+  }
+}
+
+TEST(ShapesMaskIou, EmptyImageScoresZero) {
+  const Caption c = full_caption(Size::small, Colour::red, Shape::circle, Position::left, Background::black);
+  const lumen::RgbImage empty{64, 64, std::vector<uint8_t>(64 * 64 * 3, 0)};
+  const Judgement j = judge(empty, c);
+  EXPECT_EQ(j.mask_iou, 0.0);
+  // The summary's means, overall and per split.
+  const JudgeSummary s = summarize({j, judge(render(c, 64, 64), c)});
+  EXPECT_DOUBLE_EQ(s.all.mask_iou, 0.5);
+  EXPECT_DOUBLE_EQ(s.eval.mask_iou, 0.5);  // "at the left": the unseen split
+  EXPECT_EQ(s.seen.mask_iou, 0.0);         // no seen images
 }
 
 }  // namespace

@@ -134,7 +134,8 @@ std::vector<fs::path> png_files(const std::string& dir) {
 
 nlohmann::json rates_json(const JudgeSummary::Rates& r) {
   return {{"images", r.images},     {"single", r.single}, {"colour", r.colour},         {"shape", r.shape},
-          {"position", r.position}, {"size", r.size},     {"background", r.background}, {"correct", r.correct}};
+          {"position", r.position}, {"size", r.size},     {"background", r.background}, {"correct", r.correct},
+          {"mask_iou", r.mask_iou}};
 }
 
 nlohmann::json judgement_json(const fs::path& file, const Judgement& j) {
@@ -150,6 +151,7 @@ nlohmann::json judgement_json(const fs::path& file, const Judgement& j) {
           {"correct", j.correct},
           {"bg_error", j.bg_error},
           {"luma", j.luma},
+          {"mask_iou", j.mask_iou},
           {"nearest_colour", std::string(kColours[index_of(j.nearest_colour)].name)},
           {"fill_ratio", j.fill_ratio},
           {"centroid", {j.centroid_x, j.centroid_y}},
@@ -177,9 +179,11 @@ void print_summary(const std::string& dir, const JudgeSummary& s) {
                                                      {"size", r.size},         {"background", r.background},
                                                      {"correct", r.correct}};
   for (const auto& [name, rate] : criteria) std::printf("  %-11s %6.1f%%\n", name, 100 * rate);
+  std::printf("  %-11s %7.3f (mean foreground IoU with the ideal render)\n", "mask_iou", r.mask_iou);
   for (const auto& [name, split] : {std::pair{"unseen", &s.eval}, std::pair{"seen", &s.seen}})
     if (split->images > 0)
-      std::printf("  %-11s %6.1f%% correct of %d\n", name, 100 * split->correct, split->images);
+      std::printf("  %-11s %6.1f%% correct of %d, mask_iou %.3f\n", name, 100 * split->correct, split->images,
+                  split->mask_iou);
   for (size_t b = 0; b < kBackgrounds.size(); ++b)
     if (s.per_background[b].images > 0)
       std::printf("  on %-8s bg_error %6.2f  luma %6.1f  (%d images)\n", std::string(kBackgrounds[b].name).c_str(),

@@ -49,6 +49,9 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps_) : eps(eps_) {
   bias = register_parameter("bias", torch::empty({dim}));
 }
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  // As GroupNorm: under CPU autocast, 1.13's layer_norm refuses bf16 input with float32 weights.
+  if (x.scalar_type() != weight.scalar_type())
+    return torch::layer_norm(x.to(weight.scalar_type()), {weight.size(0)}, weight, bias, eps);
   return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 

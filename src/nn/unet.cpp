@@ -1,6 +1,7 @@
 #include "nn/unet.h"
 
 #include "error.h"
+#include "nn/checkpoint.h"
 
 namespace lumen::nn {
 namespace {
@@ -124,15 +125,31 @@ torch::Tensor UNet2DConditionImpl::forward(const torch::Tensor& sample_in, const
   auto sample = config.center_input_sample ? sample_in * 2.0 - 1.0 : sample_in;
   auto emb = embed_time(sample, timesteps, added);
 
+  const bool checkpointing = gradient_checkpointing_ && torch::GradMode::is_enabled();
+  // Runs fn on {h, skip, emb, context}, checkpointed when training asks for it.
+  auto run = [&](const CheckpointedFn& fn, const torch::Tensor& h, const torch::Tensor& skip) {
+    const std::vector<torch::Tensor> inputs{h, skip, emb, context};
+    return checkpointing ? checkpoint(fn, inputs) : fn(inputs);
+  };
+
+  // Layer j of a level: the skip (on the way up) concatenated, the ResNet, its attention.
+  // The closure owns the modules, as the autograd graph may outlive this call.
   auto run_level = [&](UNetLevelImpl& level, torch::Tensor h, std::vector<torch::Tensor>* skips,
                        std::vector<torch::Tensor>* outputs) {
     for (size_t j = 0; j < level.resnets->size(); ++j) {
+      torch::Tensor skip;
       if (skips) {
-        h = torch::cat({h, skips->back()}, 1);
+        skip = skips->back();
         skips->pop_back();
       }
-      h = level.resnets[j]->as<ResnetBlock2D>()->forward(h, emb);
-      if (level.attentions) h = level.attentions[j]->as<Transformer2D>()->forward(h, context);
+      auto resnet = level.resnets->ptr<ResnetBlock2DImpl>(j);
+      auto attention = level.attentions ? level.attentions->ptr<Transformer2DImpl>(j) : nullptr;
+      auto layer = [resnet, attention](const std::vector<torch::Tensor>& in) {
+        auto x = in[1].defined() ? torch::cat({in[0], in[1]}, 1) : in[0];
+        x = resnet->forward(x, in[2]);
+        return attention ? attention->forward(x, in[3]) : x;
+      };
+      h = run(layer, h, skip);
       if (outputs) outputs->push_back(h);
     }
     return h;
@@ -149,9 +166,14 @@ torch::Tensor UNet2DConditionImpl::forward(const torch::Tensor& sample_in, const
     }
   }
   if (mid_block) {
-    h = mid_block->resnets[0]->as<ResnetBlock2D>()->forward(h, emb);
-    h = mid_block->attentions[0]->as<Transformer2D>()->forward(h, context);
-    h = mid_block->resnets[1]->as<ResnetBlock2D>()->forward(h, emb);
+    auto first = mid_block->resnets->ptr<ResnetBlock2DImpl>(0), second = mid_block->resnets->ptr<ResnetBlock2DImpl>(1);
+    auto attention = mid_block->attentions->ptr<Transformer2DImpl>(0);
+    auto mid = [first, second, attention](const std::vector<torch::Tensor>& in) {
+      auto x = first->forward(in[0], in[2]);
+      x = attention->forward(x, in[3]);
+      return second->forward(x, in[2]);
+    };
+    h = run(mid, h, {});
   }
   for (const auto& m : *up_blocks) {
     auto& level = *m->as<UNetLevel>();

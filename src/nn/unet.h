@@ -24,6 +24,10 @@ struct UNet2DConditionImpl : torch::nn::Module {
   // sample [B,C,H,W]; timesteps: one value or one per batch item; context [B,S,D].
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timesteps,
                         const torch::Tensor& context, const AddedConditions& added = {});
+  // Training: recompute each ResNet(+attention) layer and the mid block in
+  // backward instead of keeping their activations (nn/checkpoint.h). Takes
+  // effect only when grad mode is on; inference is unchanged.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
 
   UNetConfig config;
   Conv2d conv_in{nullptr}, conv_out{nullptr};
@@ -35,6 +39,7 @@ struct UNet2DConditionImpl : torch::nn::Module {
  private:
   torch::Tensor embed_time(const torch::Tensor& sample, const torch::Tensor& timesteps,
                            const AddedConditions& added);
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(UNet2DCondition);
 

@@ -1,6 +1,7 @@
 #include "nn/vae.h"
 
 #include "error.h"
+#include "nn/checkpoint.h"
 
 namespace lumen::nn {
 
@@ -123,10 +124,18 @@ torch::Tensor AutoencoderKLImpl::run_encoder(const torch::Tensor& x) {
 
 torch::Tensor AutoencoderKLImpl::run_decoder(const torch::Tensor& z) {
   auto& p = *parts_;
-  auto h = run_mid(p.dec_mid, p.dec_conv_in(z));
+  const bool checkpointing = gradient_checkpointing_ && torch::GradMode::is_enabled();
+  // The closures hold the module handles (shared), as the autograd graph may outlive this call.
+  auto run = [checkpointing](const CheckpointedFn& fn, const torch::Tensor& h) {
+    return checkpointing ? checkpoint(fn, {h}) : fn({h});
+  };
+  MidBlock mid = p.dec_mid;  // a copy of the handles, for the closure
+  auto h = run([mid](const std::vector<torch::Tensor>& in) mutable { return run_mid(mid, in[0]); }, p.dec_conv_in(z));
   for (auto& level : p.dec_levels) {
-    for (auto& r : level.resnets) h = r->forward(h);
-    if (level.up) h = level.up->forward(h);
+    for (auto& r : level.resnets)
+      h = run([r = r.ptr()](const std::vector<torch::Tensor>& in) { return r->forward(in[0]); }, h);
+    if (level.up)
+      h = run([up = level.up.ptr()](const std::vector<torch::Tensor>& in) { return up->forward(in[0]); }, h);
   }
   return p.dec_conv_out(torch::silu(p.dec_norm_out(h)));
 }

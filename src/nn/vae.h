@@ -16,6 +16,10 @@ struct AutoencoderKLImpl : torch::nn::Module {
   // The diffusion model works on (z − shift)·scale; these convert both ways.
   torch::Tensor to_model_latents(const torch::Tensor& z) const;
   torch::Tensor from_model_latents(const torch::Tensor& latents) const;
+  // Training through decode (feedback learning): recompute the decoder's mid
+  // block and each ResNet and upsampler of its up blocks in backward instead of
+  // keeping their activations (nn/checkpoint.h). Only when grad mode is on.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
 
   VaeConfig config;
   std::shared_ptr<torch::nn::Module> encoder, decoder;
@@ -26,6 +30,7 @@ struct AutoencoderKLImpl : torch::nn::Module {
   torch::Tensor run_decoder(const torch::Tensor& z);
   struct Parts;
   std::shared_ptr<Parts> parts_;
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(AutoencoderKL);
 

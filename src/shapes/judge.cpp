@@ -135,6 +135,29 @@ void judge_object(const RgbImage& image, const std::vector<int>& pixels, const s
   j.size = std::abs(j.size_ratio - asked) < std::abs(j.size_ratio - other);
 }
 
+// The contract's foreground mask (step 1): distance to the background above kForegroundDistance.
+std::vector<bool> foreground(const RgbImage& image, Rgb bg) {
+  std::vector<bool> mask(static_cast<size_t>(image.width) * image.height);
+  for (size_t i = 0; i < mask.size(); ++i)
+    mask[i] = distance(pixel_at(image, static_cast<int>(i)), bg) > kForegroundDistance;
+  return mask;
+}
+
+// Intersection over union of `mask` and the foreground of the unjittered render.
+// The ideal goes through the same distance rule rather than coverage >= 0.5, so
+// a perfect render scores exactly 1: the rule's edge cut-off is coverage > 60/|fg - bg|
+// (0.26 for red on black, 0.44 for blue on gray), not 0.5.
+double mask_iou(const std::vector<bool>& mask, const Caption& asked, int width, int height) {
+  const Rgb bg = kBackgrounds[index_of(asked.background)].rgb;
+  const std::vector<bool> ideal = foreground(render(asked, width, height), bg);
+  size_t both = 0, either = 0;
+  for (size_t i = 0; i < ideal.size(); ++i) {
+    both += mask[i] && ideal[i];
+    either += mask[i] || ideal[i];
+  }
+  return either == 0 ? 1.0 : static_cast<double>(both) / static_cast<double>(either);
+}
+
 double mean_luma(const RgbImage& image) {
   double sum = 0;
   for (size_t i = 0; i + 2 < image.pixels.size(); i += 3)
@@ -146,13 +169,14 @@ void add_to_rates(JudgeSummary::Rates& rates, const Judgement& j) {
   ++rates.images;
   rates.single += j.single, rates.colour += j.colour, rates.shape += j.shape, rates.position += j.position;
   rates.size += j.size, rates.background += j.background, rates.correct += j.correct;
+  rates.mask_iou += j.mask_iou;
 }
 
 void counts_to_rates(JudgeSummary::Rates& rates) {
   if (rates.images == 0) return;
   const double n = rates.images;
   for (double* v : {&rates.single, &rates.colour, &rates.shape, &rates.position, &rates.size, &rates.background,
-                    &rates.correct})
+                    &rates.correct, &rates.mask_iou})
     *v /= n;
 }
 
@@ -193,6 +217,7 @@ Judgement judge(const RgbImage& image, const Caption& asked) {
   j.bg_error = outside.empty() ? std::numeric_limits<double>::infinity() : distance(mean_rgb(image, outside), bg);
   j.background = j.bg_error <= kBackgroundTolerance;
 
+  j.mask_iou = mask_iou(mask, asked, image.width, image.height);
   j.luma = mean_luma(image);
   j.correct = j.single && j.colour && j.shape && j.position && j.size && j.background;
   return j;

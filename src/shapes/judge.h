@@ -24,6 +24,10 @@ struct Judgement {
   bool correct = false;
   double bg_error = 0;  // RGB distance of the background's mean to the asked one (infinite if none is left)
   double luma = 0;      // mean of 0.299R + 0.587G + 0.114B over the image, 0-255
+  // Structure beside the pass/fail criteria: IoU of the foreground mask (step 1)
+  // with the foreground mask of the unjittered render at the same size (so a
+  // perfect render scores 1); 0 for an empty image, 1 when both masks are empty.
+  double mask_iou = 0;
   // What the largest object measured (zeros when there is none), for reports.
   Colour nearest_colour = Colour::red;
   double fill_ratio = 0;
@@ -41,6 +45,7 @@ struct JudgeSummary {
   struct Rates {
     int images = 0;
     double single = 0, colour = 0, shape = 0, position = 0, size = 0, background = 0, correct = 0;
+    double mask_iou = 0;  // mean over the images
   };
   struct PerBackground {
     int images = 0;

@@ -140,7 +140,7 @@ std::vector<float> render_coverage(const Caption& caption, int width, int height
       for (int j = 0; j < kSamples; ++j)
         for (int i = 0; i < kSamples; ++i)
           hits += inside(caption.shape, x + (i + 0.5) / kSamples, y + (j + 0.5) / kSamples, cx, cy, s);
-      // hits/16 is exact in float, so render's blend sees the same value as before.
+      // hits/16 is exact in float, so render blends exactly as with a double.
       coverage[static_cast<size_t>(y) * width + x] = static_cast<float>(hits) / (kSamples * kSamples);
     }
   return coverage;
