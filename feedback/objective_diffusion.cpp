@@ -102,6 +102,10 @@ DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
   if (config.zero_terminal_snr && prediction_ == samplers::Prediction::Epsilon)
     throw Error(recipe.file, "schedule: zero terminal SNR needs prediction_type v_prediction (ε cannot be learnt at SNR 0)");
   alphas_cumprod_ = samplers::make_alphas_cumprod(config).to(torch::kDouble);
+  if (recipe.gradient_checkpointing) {  // activations recomputed in backward: less memory, ~1/3 more compute
+    model_->unet->set_gradient_checkpointing(true);
+    model_->vae->set_gradient_checkpointing(true);
+  }
   for (auto& p : model_->vae->parameters()) p.set_requires_grad(false);
   if (!train_text_encoder())
     for (auto& p : model_->text_encoder->parameters()) p.set_requires_grad(false);
@@ -237,6 +241,7 @@ void DiffusionObjective::judge_split(const Pipeline& pipeline, shapes::Split spl
   metrics[prefix + "shape"] = summary.all.shape;
   metrics[prefix + "position"] = summary.all.position;
   metrics[prefix + "background"] = summary.all.background;
+  metrics[prefix + "mask_iou"] = summary.all.mask_iou;
   double bg = 0;
   for (const auto& j : judgements) bg += std::isfinite(j.bg_error) ? j.bg_error : 255;
   metrics[prefix + "bg_error"] = bg / static_cast<double>(judgements.size());

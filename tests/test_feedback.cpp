@@ -282,6 +282,10 @@ TEST(FeedbackRealModels, Sd15LoraLearnsFromClipAndAestheticRewards) {
     GTEST_SKIP() << "SKIPPED (not passed): no golden models under " << golden;
   set_threads(1);
   TempDir dir;
+  // The golden folder keeps its vocabulary in golden/tokenizer/ (see its model_index.json): a loadable copy.
+  const std::string base = dir.path + "/sd15";
+  fs::copy(golden + "/models/sd15", base, fs::copy_options::recursive);
+  for (const char* f : {"vocab.json", "merges.txt"}) fs::copy_file(golden + "/tokenizer/" + f, base + "/tokenizer/" + f);
   write(dir.path + "/prompts.txt", "a watercolor fox in the snow\na red bicycle\n\na bowl of fruit, oil painting\na lighthouse at night\n");
   const auto recipe = read_recipe(write(dir.path + "/sd15.yaml", fill(R"(task: feedback
 output: OUT
@@ -292,7 +296,7 @@ batch_size: 2
 dataset: {type: shapes, width: 64, height: 64}
 optimizer: {lr: 1.0e-2}
 log_every: 1
-model: {base: GOLDEN/models/sd15}
+model: {base: BASE}
 lora: {rank: 2, alpha: 2}
 feedback:
   steps: [2]
@@ -302,7 +306,7 @@ feedback:
     - {kind: clip, model: GOLDEN/models/clip/vit_tiny, alpha: 2.0}
     - {kind: aesthetic, model: GOLDEN/models/clip/vit_tiny_aesthetic_mlp.safetensors, clip: GOLDEN/models/clip/vit_tiny, alpha: 5.0}
   prompts: {file: PROMPTS, selection: active, pool: 4, keep: 2, refresh_every: 2, similarity: 0.99}
-)", {{"OUT", dir.path + "/run"}, {"GOLDEN", golden}, {"PROMPTS", dir.path + "/prompts.txt"}})));
+)", {{"OUT", dir.path + "/run"}, {"GOLDEN", golden}, {"BASE", base}, {"PROMPTS", dir.path + "/prompts.txt"}})));
   TrainOptions o;
   o.progress = false;
   const auto r = run_training(recipe, o);
