@@ -207,9 +207,16 @@ class FeedbackObjective : public DiffusionObjective {
       if (other.name == model->config.dimension)
         throw Error(where, "two rewards of dimension '" + other.name + "'");
     Reward r{model->config.dimension, term, {}};
-    if (std::isnan(r.term.alpha)) r.term.alpha = read_model_config(term.model, "shapes_reward").value("preferred_mean", 0.0);
-    r.score = [model](const torch::Tensor& images, const std::vector<std::string>& prompts) mutable {
-      return model->forward(images, caption_features(prompts));
+    // Bradley–Terry fixes a reward only up to shift and scale, and each model
+    // lands on its own: scores are mapped so that the held-out rejected mean is
+    // 0 and the preferred mean 1, making weights and thresholds comparable
+    // across dimensions. alpha (default 1: the preferred mean) is in these units.
+    const auto config = read_model_config(term.model, "shapes_reward");
+    const double preferred = config.value("preferred_mean", 1.0), rejected = config.value("rejected_mean", 0.0);
+    const double gap = preferred - rejected > 1e-6 ? preferred - rejected : 1.0;
+    if (std::isnan(r.term.alpha)) r.term.alpha = 1.0;
+    r.score = [model, rejected, gap](const torch::Tensor& images, const std::vector<std::string>& prompts) mutable {
+      return (model->forward(images, caption_features(prompts)) - rejected) / gap;
     };
     return r;
   }

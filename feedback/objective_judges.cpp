@@ -140,7 +140,7 @@ class RewardObjective : public Objective {
 
   torch::Tensor loss(const Batch& batch, at::Generator& gen, Metrics& metrics) override {
     const auto seed = static_cast<uint64_t>(torch::randint(1LL << 62, {1}, gen).item<int64_t>());
-    const auto pairs = make_pairs(shapes::Split::train, batch.images.size(0), seed, gen);
+    const auto pairs = make_pairs(false, batch.images.size(0), seed, gen);
     const auto preferred = model_->forward(pairs.preferred, pairs.features);
     const auto rejected = model_->forward(pairs.rejected, pairs.features);
     metrics["pair_accuracy"] = (preferred > rejected).to(torch::kDouble).mean().item<double>();
@@ -166,8 +166,21 @@ class RewardObjective : public Objective {
   struct Pairs {
     torch::Tensor preferred, rejected, features;
   };
-  Pairs make_pairs(shapes::Split split, int64_t count, uint64_t seed, at::Generator& gen) const {
-    const auto captions = shapes::split_captions(split);
+  // A reward model is a judge, not the generator: it may read every caption
+  // word, so it trains on all captions but the triples SHAPES.md's v2 rule
+  // holds out ((colour + shape + position) % 5 == 0: unseen combinations of
+  // seen words), on which its held-out accuracy is measured.
+  static std::vector<shapes::Caption> judge_captions(bool held_out) {
+    std::vector<shapes::Caption> out;
+    for (const auto& c : shapes::all_captions()) {
+      const int sum = shapes::index_of(c.colour) + shapes::index_of(c.shape) + shapes::index_of(*c.position);
+      if ((sum % 5 == 0) == held_out) out.push_back(c);
+    }
+    return out;
+  }
+
+  Pairs make_pairs(bool held_out, int64_t count, uint64_t seed, at::Generator& gen) const {
+    const auto captions = judge_captions(held_out);
     std::mt19937_64 rng(seed);
     std::vector<torch::Tensor> good, bad, features;
     const int size = static_cast<int>(model_->config.resolution);
@@ -183,7 +196,7 @@ class RewardObjective : public Objective {
             torch::stack(features)};
   }
 
-  // Pairs of evaluation-split captions (never trained on), with a fixed seed:
+  // Pairs of held-out captions (never trained on), with a fixed seed:
   // how often the preferred image wins, and the mean rewards of both sides
   // (feedback's hinge threshold defaults to the preferred mean).
   struct HeldOut {
@@ -196,7 +209,7 @@ class RewardObjective : public Objective {
     if (n == 0) return h;
     auto gen = at::detail::createCPUGenerator(recipe_.seed + 21);
     for (int64_t start = 0; start < n; start += 128) {
-      const auto pairs = make_pairs(shapes::Split::eval, std::min<int64_t>(128, n - start), recipe_.seed + 22 + start, gen);
+      const auto pairs = make_pairs(true, std::min<int64_t>(128, n - start), recipe_.seed + 22 + start, gen);
       auto model = model_;  // a non-const handle on the shared module
       const auto good = model->forward(pairs.preferred, pairs.features), bad = model->forward(pairs.rejected, pairs.features);
       h.accuracy += (good > bad).sum().item<double>();

@@ -28,43 +28,11 @@ namespace fs = std::filesystem;
 using namespace lumen;
 using namespace lumen::train;
 
+#include "test_helpers.h"
+
+using namespace lumen::testing;
+
 namespace {
-
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/lumen-feedback-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
-};
-
-std::string write(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-  return path;
-}
-
-std::string fill(std::string text, const std::map<std::string, std::string>& values) {
-  for (const auto& [key, value] : values)
-    for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + value.size()))
-      text.replace(at, key.size(), value);
-  return text;
-}
-
-double mean(const std::vector<double>& v, size_t from, size_t to) {
-  double s = 0;
-  for (size_t i = from; i < to; ++i) s += v[i];
-  return s / static_cast<double>(to - from);
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 const std::string kBase = "assets/default-model";
 

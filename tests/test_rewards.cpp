@@ -22,27 +22,14 @@
 namespace fs = std::filesystem;
 using namespace lumen;
 
-namespace {
+#include "test_helpers.h"
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/lumen-rewards-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
-};
+using namespace lumen::testing;
+
+namespace {
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // A tiny random transformers CLIPModel folder; config.json holds only non-default values.
 // `drop` removes one tensor from the file.

@@ -23,21 +23,11 @@ namespace fs = std::filesystem;
 using namespace lumen;
 using namespace lumen::train;
 
+#include "test_helpers.h"
+
+using namespace lumen::testing;
+
 namespace {
-
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/lumen-train-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
-};
-
-std::string write(const std::string& path, const std::string& text) {
-  std::ofstream(path) << text;
-  return path;
-}
 
 const char* kVaeRecipe = R"(task: vae
 output: OUT
@@ -88,20 +78,6 @@ model:
     cross_attention_dim: 16
     norm_num_groups: 8
 )";
-
-std::string fill(std::string text, const std::map<std::string, std::string>& values) {
-  for (const auto& [key, value] : values) {
-    for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + value.size()))
-      text.replace(at, key.size(), value);
-  }
-  return text;
-}
-
-double mean(const std::vector<double>& v, size_t from, size_t to) {
-  double s = 0;
-  for (size_t i = from; i < to; ++i) s += v[i];
-  return s / static_cast<double>(to - from);
-}
 
 // One trained VAE shared by the diffusion tests (training it takes a few seconds).
 class TrainTest : public ::testing::Test {

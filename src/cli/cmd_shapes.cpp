@@ -8,10 +8,14 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cli/adapter_options.h"
 #include "cli/commands.h"
 #include "error.h"
 #include "io/atomic_file.h"
 #include "io/image_io.h"
+#include "model/model_loader.h"
+#include "pipeline/pipeline.h"
+#include "runtime.h"
 #include "shapes/judge.h"
 #include "shapes/shapes_world.h"
 
@@ -210,6 +214,61 @@ int run_eval(const EvalOptions& o) {
   return 0;
 }
 
+struct JudgeModelOptions {
+  std::string model;
+  AdapterOptions adapters;
+  std::string split = "both", sampler = "ddim";
+  int64_t steps = 25, seeds = 4, size = 64;
+  double cfg_scale = 1.5, guidance_rescale = 0.7;
+  uint64_t seed = 1000;
+  bool json = false;
+};
+
+// Generates and judges in one process what scripts/eval_shapes_model.sh does
+// with one txt2img call per caption: each caption of the split, `seeds` images
+// from seeds seed, seed+1, ... (the same images, the model loaded once).
+int run_judge_model(const JudgeModelOptions& o) {
+  const std::string path = o.model.empty() ? asset_path("default-model") : o.model;
+  auto model = std::make_shared<LoadedModel>(load_model(path, LoadOptions{}));
+  merge_adapters(o.adapters, *model, std::cerr);
+  Pipeline pipeline(model);
+  nlohmann::json out;
+  for (const std::string split : {std::string("seen"), std::string("eval")}) {
+    if (o.split != "both" && o.split != split) continue;
+    std::vector<Judgement> judgements;
+    for (const auto& [number, caption] : numbered_captions(split)) {
+      (void)number;
+      GenerationOptions g;
+      g.prompt = caption_text(caption);
+      g.sampler = o.sampler;
+      g.steps = o.steps;
+      g.cfg_scale = o.cfg_scale;
+      g.guidance_rescale = o.guidance_rescale;
+      g.width = g.height = o.size;
+      g.seed = o.seed;
+      g.batch_size = o.seeds;
+      const auto images = (pipeline.generate(g).images * 255).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+      for (int64_t i = 0; i < images.size(0); ++i) {
+        RgbImage image{static_cast<int>(o.size), static_cast<int>(o.size), {}};
+        const uint8_t* p = images[i].data_ptr<uint8_t>();
+        image.pixels.assign(p, p + images[i].numel());
+        judgements.push_back(judge(image, caption));
+      }
+    }
+    const auto summary = summarize(judgements);
+    if (o.json) {
+      out[split == "eval" ? "unseen" : "seen"] = summary_json(summary);
+    } else {
+      std::printf("== %s: sampler %s, %lld steps, cfg %g, rescale %g, %lld seeds, %lldx%lld\n", split.c_str(),
+                  o.sampler.c_str(), static_cast<long long>(o.steps), o.cfg_scale, o.guidance_rescale,
+                  static_cast<long long>(o.seeds), static_cast<long long>(o.size), static_cast<long long>(o.size));
+      print_summary(path, summary);
+    }
+  }
+  if (o.json) std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 Runner add_shapes_command(CLI::App& app) {
@@ -234,9 +293,26 @@ Runner add_shapes_command(CLI::App& app) {
       ->required();
   eval_cmd->add_flag("--json", eval_opt->json, "print JSON, with every image's judgement");
 
+  auto jm = std::make_shared<JudgeModelOptions>();
+  auto* judge_cmd = shapes->add_subcommand(
+      "judge-model", "Generate every caption of the seen and unseen splits with a model and judge the images");
+  judge_cmd->add_option("-m,--model", jm->model, "model (default: the embedded default model)");
+  judge_cmd->add_option("--lora", jm->adapters.loras, "LoRA FILE[:SCALE], repeatable");
+  judge_cmd->add_option("--split", jm->split, "seen, eval (unseen) or both")
+      ->check(CLI::IsMember({"seen", "eval", "both"}))->capture_default_str();
+  judge_cmd->add_option("--sampler", jm->sampler, "sampler")->capture_default_str();
+  judge_cmd->add_option("--steps", jm->steps, "sampling steps")->capture_default_str();
+  judge_cmd->add_option("--cfg-scale", jm->cfg_scale, "guidance scale")->capture_default_str();
+  judge_cmd->add_option("--guidance-rescale", jm->guidance_rescale, "guidance rescale")->capture_default_str();
+  judge_cmd->add_option("--seeds", jm->seeds, "images per caption")->check(CLI::Range(1, 64))->capture_default_str();
+  judge_cmd->add_option("-s,--seed", jm->seed, "first seed")->capture_default_str();
+  judge_cmd->add_option("--size", jm->size, "image width and height")->capture_default_str();
+  judge_cmd->add_flag("--json", jm->json, "print JSON");
+
   return [=]() {
     if (!*shapes) return -1;
     if (*render_cmd) return run_render(*render_opt);
+    if (*judge_cmd) return run_judge_model(*jm);
     return run_eval(*eval_opt);
   };
 }
