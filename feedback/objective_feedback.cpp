@@ -283,18 +283,25 @@ class FeedbackObjective : public DiffusionObjective {
   // with them; returns that step's x0 prediction (model latent space).
   torch::Tensor x0_prediction(samplers::Scheduler& s, torch::Tensor x, int64_t start, int64_t grad_step,
                               const std::vector<std::string>& prompts, at::Generator& gen) {
-    torch::Tensor cond, uncond;
+    const auto [cond, uncond] = conditioning(prompts);
     {
       torch::NoGradGuard no_grad;
-      cond = encode_prompts(*model_, prompts, {}, {}).context;
-      if (spec_.cfg_scale > 1.0)
-        uncond = encode_prompts(*model_, std::vector<std::string>(prompts.size(), ""), {}, {}).context;
       for (int64_t i = start; i < grad_step; ++i) x = s.step(guided_output(s, i, x, cond, uncond), i, x, &gen).prev_sample;
     }
     const auto result = s.step(guided_output(s, grad_step, x.detach(), cond, uncond), grad_step, x.detach(), &gen);
     if (!result.pred_original_sample.defined())
       throw Error(recipe_.file, "feedback.sampler '" + spec_.sampler + "' gives no x0 prediction; use ddim or euler");
     return result.pred_original_sample;
+  }
+
+  // The prompts' text conditioning and, under guidance, the empty prompt's
+  // (encoded once: the text encoder is frozen), both without gradients.
+  std::pair<torch::Tensor, torch::Tensor> conditioning(const std::vector<std::string>& prompts) {
+    torch::NoGradGuard no_grad;
+    const auto cond = encode_prompts(*model_, prompts, {}, {}).context;
+    if (spec_.cfg_scale <= 1.0) return {cond, {}};
+    if (!empty_prompt_.defined()) empty_prompt_ = encode_prompts(*model_, {""}, {}, {}).context;
+    return {cond, empty_prompt_.expand({cond.size(0), -1, -1})};
   }
 
   torch::Tensor decode(const torch::Tensor& x0) { return model_->vae->decode(model_->vae->from_model_latents(x0)); }
@@ -314,9 +321,7 @@ class FeedbackObjective : public DiffusionObjective {
       const auto noise = torch::randn({static_cast<int64_t>(part.size()), c, recipe_.dataset.height / factor,
                                        recipe_.dataset.width / factor}, gen);
       auto x = noise * s->init_noise_sigma();
-      auto cond = encode_prompts(*model_, part, {}, {}).context;
-      torch::Tensor uncond;
-      if (spec_.cfg_scale > 1.0) uncond = encode_prompts(*model_, std::vector<std::string>(part.size(), ""), {}, {}).context;
+      const auto [cond, uncond] = conditioning(part);
       for (int64_t i = 0; i < k; ++i) x = s->step(guided_output(*s, i, x, cond, uncond), i, x, &gen).prev_sample;
       const auto images = decode(x);
       auto d = torch::zeros({static_cast<int64_t>(part.size())});
@@ -373,6 +378,7 @@ class FeedbackObjective : public DiffusionObjective {
   std::unique_ptr<torch::optim::AdamW> d_optimizer_;
   std::unique_ptr<PromptSelector> selector_;
   int64_t calls_ = 0;
+  torch::Tensor empty_prompt_;  // the unconditional context, [1,77,D]
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "cli/progress.h"
 #include "error.h"
 #include "io/image_io.h"
+#include "io/image_tensor.h"
 #include "model/model_loader.h"
 #include "pipeline/infotext.h"
 #include "pipeline/pipeline.h"
@@ -140,15 +141,6 @@ std::string output_path(const GenerateArgs& a, int64_t index, int64_t total, uin
   return a.output + "/" + name;
 }
 
-RgbImage to_rgb(const torch::Tensor& image) {  // [H,W,3] in [0,1]
-  auto bytes = (image * 255).round().clamp(0, 255).to(torch::kUInt8).contiguous();
-  RgbImage out;
-  out.height = static_cast<int>(image.size(0));
-  out.width = static_cast<int>(image.size(1));
-  out.pixels.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
-  return out;
-}
-
 torch::Tensor load_image_tensor(const std::string& path, bool single_channel) {
   RgbImage img = read_image(path);
   auto t = torch::from_blob(img.pixels.data(), {img.height, img.width, 3}, torch::kUInt8).clone();
@@ -222,7 +214,7 @@ int run_generate(GenerateArgs& a, bool img2img) {
     for (int64_t i = 0; i < result.images.size(0); ++i) {
       fields.seed = result.seeds[static_cast<size_t>(i)];
       const std::string file = output_path(a, written, total, fields.seed);
-      write_png(file, to_rgb(result.images[i]), {{"parameters", format_infotext(o, a.prompt, a.negative_prompt, fields)}},
+      write_png(file, rgb_from_tensor(result.images[i]), {{"parameters", format_infotext(o, a.prompt, a.negative_prompt, fields)}},
                 a.overwrite);
       std::cout << file << "\n";
       ++written;

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "io/atomic_file.h"
 #include "io/image_io.h"
+#include "io/image_tensor.h"
 #include "model/model_loader.h"
 #include "pipeline/pipeline.h"
 #include "runtime.h"
@@ -247,13 +248,8 @@ int run_judge_model(const JudgeModelOptions& o) {
       g.width = g.height = o.size;
       g.seed = o.seed;
       g.batch_size = o.seeds;
-      const auto images = (pipeline.generate(g).images * 255).round().clamp(0, 255).to(torch::kUInt8).contiguous();
-      for (int64_t i = 0; i < images.size(0); ++i) {
-        RgbImage image{static_cast<int>(o.size), static_cast<int>(o.size), {}};
-        const uint8_t* p = images[i].data_ptr<uint8_t>();
-        image.pixels.assign(p, p + images[i].numel());
-        judgements.push_back(judge(image, caption));
-      }
+      const auto images = pipeline.generate(g).images;
+      for (int64_t i = 0; i < images.size(0); ++i) judgements.push_back(judge(rgb_from_tensor(images[i]), caption));
     }
     const auto summary = summarize(judgements);
     if (o.json) {
