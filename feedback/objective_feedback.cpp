@@ -59,6 +59,10 @@ class FeedbackObjective : public DiffusionObjective {
       if (recipe.dataset.type != "shapes")
         throw Error(recipe.file, "feedback.perceptual needs ShapesWorld data (dataset.type: shapes): its masks are the annotation");
       perception_ = load_segmenter(spec_.perceptual_model);
+      const int64_t classes = perception_->config.classes;
+      if (classes != kLabelClasses && classes != kColourLabelClasses)
+        throw Error(spec_.perceptual_model, "is not a ShapesWorld segmenter: " + std::to_string(classes) + " classes, not " +
+                                                std::to_string(kLabelClasses) + " or " + std::to_string(kColourLabelClasses));
       const int64_t r = perception_->config.resolution;
       if (r != w || r != h)
         throw Error(spec_.perceptual_model, "the perception model reads " + size_text(r, r) +
@@ -67,6 +71,13 @@ class FeedbackObjective : public DiffusionObjective {
     for (const auto& term : spec_.rewards) rewards_.push_back(make_reward(term, w, h));
     if (!spec_.adversarial_init.empty()) {
       discriminator_ = load_reward(spec_.adversarial_init, true);
+      // Its logits in units of its held-out pairs, as the rewards are read: a
+      // Bradley–Terry model's raw scores sit anywhere (measured: around −40),
+      // which saturates the discriminator's loss and swamps every other term.
+      const auto config = read_model_config(spec_.adversarial_init, "shapes_reward");
+      d_shift_ = config.value("rejected_mean", 0.0);
+      const double gap = config.value("preferred_mean", 1.0) - d_shift_;
+      d_scale_ = gap > 1e-6 ? gap : 1.0;
       check_resolution(discriminator_, spec_.adversarial_init, w, h);
       d_optimizer_ = std::make_unique<torch::optim::AdamW>(
           discriminator_->parameters(), torch::optim::AdamWOptions(spec_.discriminator_lr).betas({0.5, 0.999}));
@@ -95,38 +106,15 @@ class FeedbackObjective : public DiffusionObjective {
       metrics["denoise"] = d.item<double>();
       total = total + spec_.denoising_weight * d;
     }
-    // Perceptual feedback on the images whose caption fixes the whole layout:
-    // where size or position was dropped the mask is a guess the model cannot make.
-    std::vector<int64_t> full;
-    std::vector<std::string> full_captions;
-    for (size_t i = 0; i < batch.captions.size(); ++i) {
-      const auto c = shapes::parse_caption(batch.captions[i]);
-      if (c && c->is_full()) {
-        full.push_back(static_cast<int64_t>(i));
-        full_captions.push_back(batch.captions[i]);
-      }
-    }
-    if (perception_ && !full.empty()) {
-      const auto rows = torch::tensor(full, torch::kLong);
-      const auto clean = latents.index_select(0, rows);
+    if (perception_) {
       auto scheduler = scheduler_for(k);
       const int64_t start = torch::randint(k, {1}, gen).item<int64_t>();
       const int64_t grad_step = start + torch::randint(k - start, {1}, gen).item<int64_t>();
-      const auto noisy = add_noise(*scheduler, clean, torch::randn(clean.sizes(), gen), start);
-      const auto images = decode(x0_prediction(*scheduler, noisy, start, grad_step, full_captions, gen));
-      torch::Tensor pefl;
-      if (spec_.perceptual_kind == "segmentation") {
-        pefl = perception_->loss(images, batch.labels.index_select(0, rows));
-      } else {
-        const auto ours = perception_->features(images);
-        std::vector<torch::Tensor> theirs;
-        {
-          torch::NoGradGuard no_grad;
-          theirs = perception_->features(batch.images.index_select(0, rows));
-        }
-        pefl = torch::zeros({});
-        for (size_t i = 0; i < ours.size(); ++i) pefl = pefl + (gram(ours[i]) - gram(theirs[i])).pow(2).sum({1, 2}).mean();
-      }
+      const auto noisy = add_noise(*scheduler, latents, torch::randn(latents.sizes(), gen), start);
+      const auto images = decode(x0_prediction(*scheduler, noisy, start, grad_step, batch.captions, gen));
+      const auto pefl = spec_.perceptual_kind == "segmentation"
+                            ? segmentation_loss(images, batch, pure_noise(*scheduler, start))
+                            : style_loss(images, batch.images);
       check_finite(pefl, spec_.perceptual_model, step);
       metrics["pefl"] = pefl.item<double>();
       total = total + spec_.perceptual_weight * pefl;
@@ -260,6 +248,59 @@ class FeedbackObjective : public DiffusionObjective {
                               "; stopped, the last checkpoint is kept");
   }
 
+  // Under a zero-terminal-SNR schedule the first step's latent is pure noise:
+  // nothing of the training image's jitter survives, so the only annotation the
+  // x0 prediction can be held to is its caption's ideal (unjittered) render.
+  bool pure_noise(samplers::Scheduler& s, int64_t i) const {
+    const auto t = s.timesteps()[i].item<int64_t>();
+    return alphas_cumprod_[t].item<double>() < 1e-6;
+  }
+
+  // The segmentation model's loss on decoded x0 predictions. From a noised
+  // training latent the annotation is that image's mask; from pure noise it is
+  // the caption's ideal (unjittered) render, and where the caption leaves size
+  // or position open, the nearest of its completions: the model may choose
+  // either size, not a blur of both.
+  torch::Tensor segmentation_loss(const torch::Tensor& images, const Batch& batch, bool from_pure_noise) {
+    const auto reduction =
+        spec_.perceptual_reduction == "pixels" ? LossReduction::pixels : LossReduction::shape_area;
+    const bool colour = perception_->config.classes == kColourLabelClasses;
+    const auto logits = perception_->forward(images);
+    if (!from_pure_noise) {
+      const auto labels = colour ? with_colours(batch.labels, batch.captions) : batch.labels;
+      return perception_->image_losses(logits, labels, reduction).mean();
+    }
+    std::vector<torch::Tensor> best;
+    for (size_t i = 0; i < batch.captions.size(); ++i) {
+      std::vector<torch::Tensor> masks;
+      std::vector<std::string> texts;
+      for (const auto& full : completions(*shapes::parse_caption(batch.captions[i]))) {
+        masks.push_back(label_map(full, static_cast<int>(recipe_.dataset.width), static_cast<int>(recipe_.dataset.height),
+                                  shapes::Jitter{}));
+        texts.push_back(batch.captions[i]);
+      }
+      auto labels = torch::stack(masks);
+      if (colour) labels = with_colours(labels, texts);
+      const auto n = labels.size(0);
+      const auto row = logits.narrow(0, static_cast<int64_t>(i), 1);
+      best.push_back(perception_->image_losses(row.expand({n, -1, -1, -1}), labels, reduction).min());
+    }
+    return torch::stack(best).mean();
+  }
+
+  // Distance of the Gram matrices of the perception model's features to the training images'.
+  torch::Tensor style_loss(const torch::Tensor& images, const torch::Tensor& originals) {
+    const auto ours = perception_->features(images);
+    std::vector<torch::Tensor> theirs;
+    {
+      torch::NoGradGuard no_grad;
+      theirs = perception_->features(originals);
+    }
+    auto loss = torch::zeros({});
+    for (size_t i = 0; i < ours.size(); ++i) loss = loss + (gram(ours[i]) - gram(theirs[i])).pow(2).sum({1, 2}).mean();
+    return loss;
+  }
+
   std::unique_ptr<samplers::Scheduler> scheduler_for(int64_t steps) const {
     auto s = samplers::make_scheduler(spec_.sampler, schedule_config_);
     s->set_timesteps(steps);
@@ -349,8 +390,8 @@ class FeedbackObjective : public DiffusionObjective {
       real = model_->vae->decode(nn::split_moments(model_->vae->encode_moments(torch::stack(renders))).mean);
     }
     d_optimizer_->zero_grad();
-    const auto d_real = discriminator_->forward(real, features);
-    const auto d_fake = discriminator_->forward(fake.detach(), features);
+    const auto d_real = discriminate(real, features);
+    const auto d_fake = discriminate(fake.detach(), features);
     const auto d_loss = (F::softplus(-d_real) + F::softplus(d_fake)).mean();
     check_finite(d_loss, spec_.adversarial_init, step);
     d_loss.backward();
@@ -358,11 +399,15 @@ class FeedbackObjective : public DiffusionObjective {
     metrics["d_loss"] = d_loss.item<double>();
     metrics["d_real"] = d_real.mean().item<double>();
     metrics["d_fake"] = d_fake.mean().item<double>();
-    const auto r_a = discriminator_->forward(fake, features);
+    const auto r_a = discriminate(fake, features);
     check_finite(r_a, spec_.adversarial_init, step);
     const auto g_loss = -r_a.mean();
     metrics["g_loss"] = g_loss.item<double>();
     return g_loss;
+  }
+
+  torch::Tensor discriminate(const torch::Tensor& images, const torch::Tensor& features) {
+    return (discriminator_->forward(images, features) - d_shift_) / d_scale_;
   }
 
   void save_discriminator(const std::string& folder) {
@@ -376,6 +421,7 @@ class FeedbackObjective : public DiffusionObjective {
   std::vector<Reward> rewards_;
   ShapesReward discriminator_{nullptr};
   std::unique_ptr<torch::optim::AdamW> d_optimizer_;
+  double d_shift_ = 0, d_scale_ = 1;  // the discriminator's logits = (raw − shift) / scale
   std::unique_ptr<PromptSelector> selector_;
   int64_t calls_ = 0;
   torch::Tensor empty_prompt_;  // the unconditional context, [1,77,D]

@@ -55,12 +55,23 @@ torch::Tensor SegmenterImpl::forward(const torch::Tensor& images) {
   return head(h);
 }
 
-torch::Tensor SegmenterImpl::loss(const torch::Tensor& images, const torch::Tensor& labels) {
+torch::Tensor SegmenterImpl::loss(const torch::Tensor& images, const torch::Tensor& labels, LossReduction reduction) {
   if (images.size(2) != config.resolution || images.size(3) != config.resolution)
     throw Error("segmenter", "was trained on " + std::to_string(config.resolution) + "x" +
                                  std::to_string(config.resolution) + " images, given " + std::to_string(images.size(3)) +
                                  "x" + std::to_string(images.size(2)));
-  return F::cross_entropy(forward(images).to(torch::kFloat), labels);
+  return image_losses(forward(images), labels, reduction).mean();
+}
+
+torch::Tensor SegmenterImpl::image_losses(const torch::Tensor& logits, const torch::Tensor& labels,
+                                          LossReduction reduction) const {
+  const auto per_pixel =
+      F::cross_entropy(logits.to(torch::kFloat), labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  if (reduction == LossReduction::pixels) return per_pixel.mean({1, 2});
+  // Each image's summed loss over its shape's area: a small shape's few wrong
+  // edge pixels weigh as much as a large one's, instead of vanishing in 4096.
+  const auto area = (labels > 0).sum({1, 2}).clamp_min(1).to(torch::kFloat);
+  return per_pixel.sum({1, 2}) / area;
 }
 
 nlohmann::json to_json(const SegmenterConfig& c) {

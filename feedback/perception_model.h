@@ -12,6 +12,8 @@
 
 namespace lumen::train {
 
+enum class LossReduction { pixels, shape_area };
+
 struct SegmenterConfig {
   int64_t resolution = 64;              // images must be this size (square)
   std::vector<int64_t> channels{16, 32, 64};
@@ -32,8 +34,12 @@ struct SegmenterImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& images);
   // The down path's feature maps, coarsest last (the style loss's Gram matrices).
   std::vector<torch::Tensor> features(const torch::Tensor& images);
-  // Mean cross-entropy against labels [B,R,R] (int64); errors name the resolution.
-  torch::Tensor loss(const torch::Tensor& images, const torch::Tensor& labels);
+  // Cross-entropy against labels [B,R,R] (int64), the mean over pixels or each
+  // image's sum over its shape's area; errors name the resolution.
+  torch::Tensor loss(const torch::Tensor& images, const torch::Tensor& labels,
+                     LossReduction reduction = LossReduction::pixels);
+  // Per image [B], from logits [B,classes,R,R].
+  torch::Tensor image_losses(const torch::Tensor& logits, const torch::Tensor& labels, LossReduction reduction) const;
 
   SegmenterConfig config;
   torch::nn::ModuleList down{nullptr}, up{nullptr};

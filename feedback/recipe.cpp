@@ -200,6 +200,7 @@ JudgeModelSpec read_judge_model(Fields f, bool reward) {
   j.corrupt = f.number("corrupt", j.corrupt, 0, 1);
   j.vae_roundtrip = f.number("vae_roundtrip", j.vae_roundtrip, 0, 1);
   j.eval_pairs = f.integer("eval_pairs", j.eval_pairs, 0, 100000);
+  if (!reward) j.colour = f.get<bool>("colour", false);
   if (reward) {
     j.dimension = f.choice("dimension", "", {"colour", "shape", "layout", "background", "global"});
     j.hidden = f.integer("hidden", j.hidden, 1, 4096);
@@ -221,6 +222,7 @@ FeedbackSpec read_feedback(Fields f) {
     s.perceptual_model = p.required<std::string>("model");
     s.perceptual_kind = p.choice("kind", s.perceptual_kind, {"segmentation", "style"});
     s.perceptual_weight = p.number("weight", s.perceptual_weight, 0, 1e6);
+    s.perceptual_reduction = p.choice("reduction", s.perceptual_reduction, {"pixels", "shape_area"});
     p.reject_unknown();
   }
   for (Fields r : f.children("rewards")) {

@@ -67,6 +67,7 @@ struct JudgeModelSpec {
   std::string dimension;          // reward only: colour | shape | layout | background | global
   double corrupt = 0.5;           // strength of the noise/blur/contrast corruptions
   double vae_roundtrip = 0.5;     // share of images passed through model.base's VAE (when given)
+  bool colour = false;            // segmenter only: label shape and colour (kColourLabelClasses)
   int64_t eval_pairs = 512;       // held-out pairs (evaluation-split captions) judged at the end
 };
 
@@ -90,6 +91,7 @@ struct FeedbackSpec {
   std::string perceptual_model;  // a `task: segmenter` folder; empty: no PeFL
   std::string perceptual_kind = "segmentation";  // segmentation | style (Gram matrices of its features)
   double perceptual_weight = 1.0;
+  std::string perceptual_reduction = "pixels";  // pixels (mean) | shape_area (each image's sum over its shape's area)
   std::vector<RewardTerm> rewards;  // decoupled (or one global) rewards on x0 from pure noise
   // Adversarial feedback: a reward model made discriminator (real = renders).
   std::string adversarial_init;  // a `task: reward` folder; empty: no adversarial stage

@@ -46,6 +46,33 @@ torch::Tensor label_map(const shapes::Caption& drawn, int width, int height, sha
   return labels;
 }
 
+std::vector<shapes::Caption> completions(const shapes::Caption& caption) {
+  std::vector<shapes::Caption> out;
+  for (size_t s = 0; s < shapes::kSizes.size(); ++s) {
+    if (caption.size && shapes::index_of(*caption.size) != static_cast<int>(s)) continue;
+    for (size_t p = 0; p < shapes::kPositions.size(); ++p) {
+      if (caption.position && shapes::index_of(*caption.position) != static_cast<int>(p)) continue;
+      shapes::Caption full = caption;
+      full.size = static_cast<shapes::Size>(s);
+      full.position = static_cast<shapes::Position>(p);
+      out.push_back(full);
+    }
+  }
+  return out;
+}
+
+torch::Tensor with_colours(const torch::Tensor& shape_labels, const std::vector<std::string>& captions) {
+  std::vector<int64_t> colours;
+  for (const auto& text : captions) {
+    const auto c = shapes::parse_caption(text);
+    if (!c) throw Error("caption '" + text + "'", "is not a ShapesWorld caption");
+    colours.push_back(static_cast<int64_t>(shapes::index_of(c->colour)));
+  }
+  const auto colour = torch::tensor(colours, torch::kLong).view({-1, 1, 1});
+  const auto n = static_cast<int64_t>(shapes::kColours.size());
+  return torch::where(shape_labels > 0, 1 + (shape_labels - 1) * n + colour, torch::zeros_like(shape_labels));
+}
+
 torch::Tensor caption_features(const shapes::Caption& c) {
   auto f = torch::zeros({kCaptionFeatures});
   auto* p = f.data_ptr<float>();

@@ -20,6 +20,16 @@ inline constexpr int64_t kLabelClasses = 1 + static_cast<int64_t>(shapes::kShape
 // [H,W] int64: 0 where the shape covers less than half a pixel, else 1 + its shape index.
 torch::Tensor label_map(const shapes::Caption& drawn, int width, int height, shapes::Jitter jitter);
 
+// Every full caption a caption stands for: itself if full, else one per value
+// of its dropped size and/or position.
+std::vector<shapes::Caption> completions(const shapes::Caption& caption);
+
+// Label classes of a colour-reading segmenter: background + every shape in
+// every colour (1 + shape·6 + colour), so its loss judges colour as well.
+inline constexpr int64_t kColourLabelClasses = 1 + static_cast<int64_t>(shapes::kShapes.size() * shapes::kColours.size());
+// Shape labels [B,H,W] → colour-shape labels, each image's colour from its caption.
+torch::Tensor with_colours(const torch::Tensor& shape_labels, const std::vector<std::string>& captions);
+
 // One-hot attribute groups (colour 6, shape 3, size 2, position 5, background 3);
 // a dropped size or position leaves its group at zero.
 inline constexpr int64_t kCaptionFeatures = 19;

@@ -4,11 +4,12 @@
 # each run continues from its last checkpoint. Two runs at a time, one thread
 # each (tiny models run fastest so; the machine has two cores).
 #   scripts/make_unifl_lora.sh            # judges, stages 1-2, ablations
-# Ablations (recipes derived from stage1/stage2 into runs/unifl/recipes/, the
-# one difference each named): no-pefl (stage 1 without perceptual feedback),
-# global (one global reward instead of the four decoupled ones), random
-# (random instead of active prompt selection). "Without the adversarial
-# stage" is stage 1's LoRA itself.
+# Ablations are stage-1 recipes (derived into runs/unifl/recipes/, the one
+# difference each named), compared with stage 1 itself: no-pefl (without
+# perceptual feedback), global (one global reward instead of the four
+# decoupled ones), random (random instead of active prompt selection).
+# "Without the adversarial stage" is stage 1's LoRA against stage 2's.
+# Then scripts/unifl_table.sh judges them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lumen=${LUMEN:-build/lumen}
@@ -26,24 +27,21 @@ pair $c/segmenter.yaml $r/segmenter $c/reward-colour.yaml $r/reward-colour
 pair $c/reward-shape.yaml $r/reward-shape $c/reward-layout.yaml $r/reward-layout
 pair $c/reward-background.yaml $r/reward-background $c/reward-global.yaml $r/reward-global
 
-# The ablations' recipes: stage1/stage2 with one change each.
+# The ablations' recipes: stage 1 with one change each.
 d=$r/recipes; mkdir -p $d
-variant() {  # name, stage, sed program
-  sed -e "s#runs/unifl/stage\([12]\)#runs/unifl/$1-stage\1#g" -e "$3" "$c/$2.yaml" > "$d/$1-$2.yaml"
+variant() {  # name, sed program
+  sed -e "s#runs/unifl/stage1#runs/unifl/$1-stage1#g" -e "$2" "$c/stage1.yaml" > "$d/$1-stage1.yaml"
 }
-global_rewards='/- {model: runs\/unifl\/reward-\(colour\|shape\|layout\)\/final/d; s#reward-background/final#reward-global/final#'
-variant no-pefl stage1 '/perceptual:/d'
-variant no-pefl stage2 ''
-variant global stage1 "$global_rewards"
-variant global stage2 "$global_rewards"
-variant random stage1 's/selection: active/selection: random/'
-variant random stage2 's/selection: active/selection: random/'
+variant no-pefl '/perceptual:/d'
+variant global '/- {model: runs\/unifl\/reward-\(colour\|shape\|layout\)\/final/d; s#reward-background/final, weight: 0.2#reward-global/final, weight: 0.8#'
+variant random 's/selection: active/selection: random/'
 
 pair $c/stage1.yaml $r/stage1 $d/no-pefl-stage1.yaml $r/no-pefl-stage1
-pair $c/stage2.yaml $r/stage2 $d/no-pefl-stage2.yaml $r/no-pefl-stage2
-pair $d/global-stage1.yaml $r/global-stage1 $d/random-stage1.yaml $r/random-stage1
-pair $d/global-stage2.yaml $r/global-stage2 $d/random-stage2.yaml $r/random-stage2
+pair $c/stage2.yaml $r/stage2 $d/global-stage1.yaml $r/global-stage1
+run $d/random-stage1.yaml $r/random-stage1
 
 mkdir -p assets/unifl-lora
 cp $r/stage2/final/lora.safetensors assets/unifl-lora/unifl-shapes.safetensors
+cp $r/stage1/loss.png assets/unifl-lora/stage1-curves.png
+cp $r/stage2/loss.png assets/unifl-lora/stage2-curves.png
 du -sh assets/unifl-lora

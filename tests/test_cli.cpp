@@ -182,13 +182,19 @@ namespace {
 // `lumen shapes judge-model` generates and judges a split in one process: the
 // same images as one txt2img call per caption with that seed and batch.
 TEST_F(CliTest, JudgeModelMatchesTxt2imgAndTheJudge) {
-  CommandResult r = run("shapes judge-model --split seen --steps 1 --seeds 1 --json");
+  CommandResult r = run("shapes judge-model --split seen --steps 1 --seeds 1 --json --save " + dir_ + "/jm-images");
   ASSERT_EQ(r.code, 0) << r.output;
   const auto summary = nlohmann::json::parse(r.output.substr(r.output.find('{')));
   ASSERT_EQ(summary.at("seen").at("all").at("images").get<int>(), 108);
   EXPECT_FALSE(summary.contains("unseen"));
   const double correct = summary.at("seen").at("all").at("correct").get<double>();
   EXPECT_GT(correct, 0.5);  // the default model at one step: ~0.84 (docs/feedback.md)
+  // The saved images, judged again from their files, give the same figures.
+  r = run("shapes eval --json " + dir_ + "/jm-images");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto again = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(again.at("all").at("images").get<int>(), 108);
+  EXPECT_DOUBLE_EQ(again.at("all").at("correct").get<double>(), correct);
   // One of its images, made by txt2img, judged alone, agrees with the same settings.
   const std::string caption = "a large red circle at the right on a black background";
   ASSERT_EQ(run("txt2img -p \"" + caption + "\" --steps 1 --cfg-scale 1.5 --guidance-rescale 0.7 -s 1000 -o " +

@@ -47,7 +47,7 @@ optimizer: {lr: 3.0e-3, warmup_steps: 5}
 checkpoint_every: 1000
 log_every: 10
 model: {base: BASE}
-perception: {channels: [8, 16, 16], corrupt: 0.3, vae_roundtrip: 0.5}
+perception: {channels: [8, 16, 16], corrupt: 0.3, vae_roundtrip: 0.5, colour: HUES}
 )";
 
 const char* kRewardRecipe = R"(task: reward
@@ -80,7 +80,7 @@ feedback:
   steps: [1, 2]
   cfg_scale: 1.5
   guidance_rescale: 0.7
-  perceptual: {model: SEG}
+  perceptual: {model: SEG, reduction: shape_area}
   rewards:
     - {model: COLOUR, weight: 1.0, alpha: 1.0}
     - {model: LAYOUT, weight: 0.5, alpha: 1.0}
@@ -96,12 +96,15 @@ class FeedbackTest : public ::testing::Test {
     dir_ = new TempDir;
     TrainOptions o;
     o.progress = false;
-    seg_ = new TrainResult(run_training(recipe("seg", kSegmenterRecipe, {{"STEPS", "60"}}), o));
+    seg_ = new TrainResult(run_training(recipe("seg", kSegmenterRecipe, {{"STEPS", "60"}, {"HUES", "false"}}), o));
+    // A colour-reading segmenter for the loop (its figures are not the point here).
+    colour_seg_ = new TrainResult(run_training(recipe("colour-seg", kSegmenterRecipe, {{"STEPS", "5"}, {"HUES", "true"}}), o));
     colour_ = new TrainResult(run_training(recipe("colour", kRewardRecipe, {{"STEPS", "150"}, {"DIM", "colour"}}), o));
     layout_ = new TrainResult(run_training(recipe("layout", kRewardRecipe, {{"STEPS", "20"}, {"DIM", "layout"}}), o));
   }
   static void TearDownTestSuite() {
     delete seg_;
+    delete colour_seg_;
     delete colour_;
     delete layout_;
     delete dir_;
@@ -109,7 +112,7 @@ class FeedbackTest : public ::testing::Test {
   static Recipe recipe(const std::string& name, const char* text, std::map<std::string, std::string> values) {
     values.emplace("OUT", dir_->path + "/" + name);
     values.emplace("BASE", kBase);
-    if (seg_) values.emplace("SEG", seg_->final_folder);
+    if (colour_seg_) values.emplace("SEG", colour_seg_->final_folder);
     if (colour_) values.emplace("COLOUR", colour_->final_folder);
     if (layout_) values.emplace("LAYOUT", layout_->final_folder);
     return read_recipe(write(dir_->path + "/" + name + ".yaml", fill(text, values)));
@@ -125,10 +128,11 @@ class FeedbackTest : public ::testing::Test {
     return keys;
   }
   static TempDir* dir_;
-  static TrainResult *seg_, *colour_, *layout_;
+  static TrainResult *seg_, *colour_seg_, *colour_, *layout_;
 };
 TempDir* FeedbackTest::dir_ = nullptr;
 TrainResult* FeedbackTest::seg_ = nullptr;
+TrainResult* FeedbackTest::colour_seg_ = nullptr;
 TrainResult* FeedbackTest::colour_ = nullptr;
 TrainResult* FeedbackTest::layout_ = nullptr;
 
@@ -214,7 +218,7 @@ TEST_F(FeedbackTest, BadJudgesAreClearErrors) {
   // A perception model for another resolution.
   auto text = fill(kFeedbackRecipe, {{"width: 64, height: 64", "width: 32, height: 32"}});
   e = error_of([&] { run_training(recipe("bad3", text.c_str(), {{"STEPS", "2"}}), o); });
-  EXPECT_NE(e.find(seg_->final_folder), std::string::npos) << e;
+  EXPECT_NE(e.find(colour_seg_->final_folder), std::string::npos) << e;
   EXPECT_NE(e.find("64x64"), std::string::npos) << e;
 }
 
@@ -312,6 +316,39 @@ TEST(FeedbackParts, PreferencePairsDifferInTheirDimensionOnly) {
     EXPECT_GE(judged, 30) << dimension_name(dim);
     EXPECT_GE(flagged, judged * 9 / 10) << dimension_name(dim);
   }
+}
+
+TEST(FeedbackParts, ColourLabelsAndShapeAreaLoss) {
+  // A blue (colour 2) triangle (shape 2) is class 1 + 2·6 + 2 wherever it covers.
+  const std::string text = "a small blue triangle at the top on a gray background";
+  const auto shape_labels = label_map(*shapes::parse_caption(text), 64, 64, shapes::Jitter{}).unsqueeze(0);
+  const auto labels = with_colours(shape_labels, {text});
+  EXPECT_EQ(kColourLabelClasses, 19);
+  EXPECT_TRUE(torch::equal(labels > 0, shape_labels > 0));
+  EXPECT_EQ(labels.max().item<int64_t>(), 15);
+  EXPECT_EQ(labels.masked_select(labels > 0).min().item<int64_t>(), 15);
+  EXPECT_THROW(with_colours(shape_labels, {"a cat"}), Error);
+  // A caption's completions: itself when full, else each dropped word filled in.
+  EXPECT_EQ(completions(*shapes::parse_caption(text)), std::vector<shapes::Caption>{*shapes::parse_caption(text)});
+  EXPECT_EQ(completions(*shapes::parse_caption("a blue triangle on a gray background")).size(), 10u);
+  const auto sized = completions(*shapes::parse_caption("a blue triangle at the top on a gray background"));
+  ASSERT_EQ(sized.size(), 2u);
+  EXPECT_EQ(shapes::caption_text(sized[1]), "a large blue triangle at the top on a gray background");
+
+  // shape_area: each image's summed cross-entropy over its shape's area.
+  SegmenterConfig config;
+  config.channels = {4, 8};
+  config.classes = kColourLabelClasses;
+  torch::manual_seed(5);
+  Segmenter model(config);
+  const auto images = torch::rand({1, 3, 64, 64}) * 2 - 1;
+  const auto per_pixel = torch::nn::functional::cross_entropy(
+      model->forward(images), labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  const double area = (labels > 0).sum().item<double>();
+  EXPECT_GT(area, 100);
+  EXPECT_NEAR(model->loss(images, labels, LossReduction::shape_area).item<double>(), per_pixel.sum().item<double>() / area,
+              1e-4);
+  EXPECT_NEAR(model->loss(images, labels).item<double>(), per_pixel.mean().item<double>(), 1e-6);
 }
 
 TEST(FeedbackParts, ActiveSelectionKeepsTheWorstDistinctPrompts) {

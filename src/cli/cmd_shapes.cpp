@@ -223,13 +223,30 @@ struct JudgeModelOptions {
   double cfg_scale = 1.5, guidance_rescale = 0.7;
   uint64_t seed = 1000;
   bool json = false;
+  std::string save;      // folder for the images (caption in each PNG's parameters)
+  std::string markdown;  // label of the model: print one markdown table row per split
 };
+
+// | label | steps | split | correct | single | colour | shape | position | size | background | bg_error | mask IoU |
+void print_markdown_row(const std::string& label, int64_t steps, const std::string& split, const JudgeSummary& s) {
+  const auto& r = s.all;
+  double bg_error = 0;
+  int images = 0;
+  for (const auto& b : s.per_background) {
+    bg_error += b.mean_bg_error * b.images;
+    images += b.images;
+  }
+  std::printf("| %s | %lld | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f | %.3f |\n", label.c_str(),
+              static_cast<long long>(steps), split.c_str(), r.correct, r.single, r.colour, r.shape, r.position, r.size,
+              r.background, images > 0 ? bg_error / images : 0.0, r.mask_iou);
+}
 
 // Generates and judges in one process what scripts/eval_shapes_model.sh does
 // with one txt2img call per caption: each caption of the split, `seeds` images
 // from seeds seed, seed+1, ... (the same images, the model loaded once).
 int run_judge_model(const JudgeModelOptions& o) {
   const std::string path = o.model.empty() ? asset_path("default-model") : o.model;
+  if (!o.save.empty()) fs::create_directories(o.save);
   auto model = std::make_shared<LoadedModel>(load_model(path, LoadOptions{}));
   merge_adapters(o.adapters, *model, std::cerr);
   Pipeline pipeline(model);
@@ -238,7 +255,6 @@ int run_judge_model(const JudgeModelOptions& o) {
     if (o.split != "both" && o.split != split) continue;
     std::vector<Judgement> judgements;
     for (const auto& [number, caption] : numbered_captions(split)) {
-      (void)number;
       GenerationOptions g;
       g.prompt = caption_text(caption);
       g.sampler = o.sampler;
@@ -249,11 +265,19 @@ int run_judge_model(const JudgeModelOptions& o) {
       g.seed = o.seed;
       g.batch_size = o.seeds;
       const auto images = pipeline.generate(g).images;
-      for (int64_t i = 0; i < images.size(0); ++i) judgements.push_back(judge(rgb_from_tensor(images[i]), caption));
+      for (int64_t i = 0; i < images.size(0); ++i) {
+        const RgbImage rgb = rgb_from_tensor(images[i]);
+        judgements.push_back(judge(rgb, caption));
+        if (!o.save.empty())
+          write_png((fs::path(o.save) / (split + "-" + file_stem(number) + "-" + std::to_string(o.seed + i) + ".png")).string(),
+                    rgb, {{"parameters", g.prompt}}, false);
+      }
     }
     const auto summary = summarize(judgements);
     if (o.json) {
       out[split == "eval" ? "unseen" : "seen"] = summary_json(summary);
+    } else if (!o.markdown.empty()) {
+      print_markdown_row(o.markdown, o.steps, split == "eval" ? "unseen" : "seen", summary);
     } else {
       std::printf("== %s: sampler %s, %lld steps, cfg %g, rescale %g, %lld seeds, %lldx%lld\n", split.c_str(),
                   o.sampler.c_str(), static_cast<long long>(o.steps), o.cfg_scale, o.guidance_rescale,
@@ -304,6 +328,9 @@ Runner add_shapes_command(CLI::App& app) {
   judge_cmd->add_option("-s,--seed", jm->seed, "first seed")->capture_default_str();
   judge_cmd->add_option("--size", jm->size, "image width and height")->capture_default_str();
   judge_cmd->add_flag("--json", jm->json, "print JSON");
+  judge_cmd->add_option("--markdown", jm->markdown, "print one markdown table row per split, labelled with this")
+      ->excludes("--json");
+  judge_cmd->add_option("--save", jm->save, "also write the images to this folder (judge them again with shapes eval)");
 
   return [=]() {
     if (!*shapes) return -1;
