@@ -99,6 +99,10 @@ TEST_F(CliTest, BadInputIsAClearError) {
   expect(gen("--cfg-scale nan -o " + dir_ + "/x.png"), "cfg scale");
   expect(gen("-o /nonexistent/dir/x.png"), "/nonexistent/dir/x.png");
   expect("info " + dir_ + "/missing", "no such file");
+  // Command-line errors are user errors too: one line naming the option, exit code 1.
+  expect("--threads 100000 info assets/default-model", "--threads");
+  expect(gen("-s -1 -o " + dir_ + "/x.png"), "--seed");
+  expect("no-such-command", "no-such-command");
   expect(gen("--zero-snr --prediction-type epsilon --sampler ddim --spacing trailing -o " + dir_ + "/x.png"),
          "v-prediction");
 }

@@ -68,7 +68,9 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
       ->capture_default_str();
   cmd->add_option("-W,--width", a.width, "width in pixels (default: the model's)");
   cmd->add_option("-H,--height", a.height, "height in pixels (default: the model's)");
-  cmd->add_option("-s,--seed", a.seed, "seed; image i of a batch uses seed+i")->capture_default_str();
+  cmd->add_option("-s,--seed", a.seed, "seed; image i of a batch uses seed+i")
+      ->check(seed_check())
+      ->capture_default_str();
   cmd->add_option("-b,--batch-count", a.batch_count, "number of batches")->capture_default_str();
   cmd->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str();
   cmd->add_option("-o,--output", a.output, "PNG file, or a folder for several images")->capture_default_str();

@@ -304,7 +304,9 @@ Runner add_shapes_command(CLI::App& app) {
       ->capture_default_str();
   render_cmd->add_option("-W,--width", render_opt->width, "image width")->capture_default_str();
   render_cmd->add_option("-H,--height", render_opt->height, "image height")->capture_default_str();
-  render_cmd->add_option("-s,--seed", render_opt->seed, "seed of the jitter")->capture_default_str();
+  render_cmd->add_option("-s,--seed", render_opt->seed, "seed of the jitter")
+      ->check(seed_check())
+      ->capture_default_str();
   render_cmd->add_flag("--jitter", render_opt->jitter, "jitter each centre as training images are (±4%)");
   render_cmd->add_flag("--overwrite", render_opt->overwrite, "replace existing images");
 
@@ -325,7 +327,7 @@ Runner add_shapes_command(CLI::App& app) {
   judge_cmd->add_option("--cfg-scale", jm->cfg_scale, "guidance scale")->capture_default_str();
   judge_cmd->add_option("--guidance-rescale", jm->guidance_rescale, "guidance rescale")->capture_default_str();
   judge_cmd->add_option("--seeds", jm->seeds, "images per caption")->check(CLI::Range(1, 64))->capture_default_str();
-  judge_cmd->add_option("-s,--seed", jm->seed, "first seed")->capture_default_str();
+  judge_cmd->add_option("-s,--seed", jm->seed, "first seed")->check(seed_check())->capture_default_str();
   judge_cmd->add_option("--size", jm->size, "image width and height")->capture_default_str();
   judge_cmd->add_flag("--json", jm->json, "print JSON");
   judge_cmd->add_option("--markdown", jm->markdown, "print one markdown table row per split, labelled with this")

@@ -16,4 +16,14 @@ Runner add_convert_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);
 Runner add_feedback_command(CLI::App& app);
 
+// A seed option's check: a whole number from 0 to 2^64 − 1 (CLI11 would wrap −1).
+inline CLI::Validator seed_check() {
+  return CLI::Validator(
+      [](std::string& s) {
+        return !s.empty() && s[0] == '-' ? "a seed is a whole number from 0 to 18446744073709551615, not " + s
+                                         : std::string();
+      },
+      "SEED");
+}
+
 }  // namespace lumen::cli
