@@ -45,6 +45,18 @@ torch::Tensor gram(const torch::Tensor& f) {
   return torch::bmm(flat, flat.transpose(1, 2)) / static_cast<double>(f.size(1) * f.size(2) * f.size(3));
 }
 
+// A ShapesWorld reward model's scores in units of its held-out pairs: the
+// rejected mean maps to 0, the preferred mean to 1.
+struct HeldOutUnits {
+  double rejected = 0, gap = 1;
+  torch::Tensor of(const torch::Tensor& raw) const { return (raw - rejected) / gap; }
+};
+HeldOutUnits held_out_units(const std::string& folder) {
+  const auto config = read_model_config(folder, "shapes_reward");
+  const double preferred = config.value("preferred_mean", 1.0), rejected = config.value("rejected_mean", 0.0);
+  return {rejected, preferred - rejected > 1e-6 ? preferred - rejected : 1.0};
+}
+
 class FeedbackObjective : public DiffusionObjective {
  public:
   explicit FeedbackObjective(const Recipe& recipe) : DiffusionObjective(recipe), spec_(recipe.feedback) {
@@ -74,10 +86,7 @@ class FeedbackObjective : public DiffusionObjective {
       // Its logits in units of its held-out pairs, as the rewards are read: a
       // Bradley–Terry model's raw scores sit anywhere (measured: around −40),
       // which saturates the discriminator's loss and swamps every other term.
-      const auto config = read_model_config(spec_.adversarial_init, "shapes_reward");
-      d_shift_ = config.value("rejected_mean", 0.0);
-      const double gap = config.value("preferred_mean", 1.0) - d_shift_;
-      d_scale_ = gap > 1e-6 ? gap : 1.0;
+      d_units_ = held_out_units(spec_.adversarial_init);
       check_resolution(discriminator_, spec_.adversarial_init, w, h);
       d_optimizer_ = std::make_unique<torch::optim::AdamW>(
           discriminator_->parameters(), torch::optim::AdamWOptions(spec_.discriminator_lr).betas({0.5, 0.999}));
@@ -199,12 +208,10 @@ class FeedbackObjective : public DiffusionObjective {
     // lands on its own: scores are mapped so that the held-out rejected mean is
     // 0 and the preferred mean 1, making weights and thresholds comparable
     // across dimensions. alpha (default 1: the preferred mean) is in these units.
-    const auto config = read_model_config(term.model, "shapes_reward");
-    const double preferred = config.value("preferred_mean", 1.0), rejected = config.value("rejected_mean", 0.0);
-    const double gap = preferred - rejected > 1e-6 ? preferred - rejected : 1.0;
+    const auto units = held_out_units(term.model);
     if (std::isnan(r.term.alpha)) r.term.alpha = 1.0;
-    r.score = [model, rejected, gap](const torch::Tensor& images, const std::vector<std::string>& prompts) mutable {
-      return (model->forward(images, caption_features(prompts)) - rejected) / gap;
+    r.score = [model, units](const torch::Tensor& images, const std::vector<std::string>& prompts) mutable {
+      return units.of(model->forward(images, caption_features(prompts)));
     };
     return r;
   }
@@ -264,24 +271,18 @@ class FeedbackObjective : public DiffusionObjective {
   torch::Tensor segmentation_loss(const torch::Tensor& images, const Batch& batch, bool from_pure_noise) {
     const auto reduction =
         spec_.perceptual_reduction == "pixels" ? LossReduction::pixels : LossReduction::shape_area;
-    const bool colour = perception_->config.classes == kColourLabelClasses;
+    const int64_t classes = perception_->config.classes;
     const auto logits = perception_->forward(images);
-    if (!from_pure_noise) {
-      const auto labels = colour ? with_colours(batch.labels, batch.captions) : batch.labels;
-      return perception_->image_losses(logits, labels, reduction).mean();
-    }
+    if (!from_pure_noise)
+      return perception_->image_losses(logits, segmenter_labels(classes, batch.labels, batch.captions), reduction).mean();
     std::vector<torch::Tensor> best;
     for (size_t i = 0; i < batch.captions.size(); ++i) {
       std::vector<torch::Tensor> masks;
-      std::vector<std::string> texts;
-      for (const auto& full : completions(*shapes::parse_caption(batch.captions[i]))) {
+      for (const auto& full : completions(*shapes::parse_caption(batch.captions[i])))
         masks.push_back(label_map(full, static_cast<int>(recipe_.dataset.width), static_cast<int>(recipe_.dataset.height),
                                   shapes::Jitter{}));
-        texts.push_back(batch.captions[i]);
-      }
-      auto labels = torch::stack(masks);
-      if (colour) labels = with_colours(labels, texts);
-      const auto n = labels.size(0);
+      const auto n = static_cast<int64_t>(masks.size());
+      const auto labels = segmenter_labels(classes, torch::stack(masks), std::vector<std::string>(masks.size(), batch.captions[i]));
       const auto row = logits.narrow(0, static_cast<int64_t>(i), 1);
       best.push_back(perception_->image_losses(row.expand({n, -1, -1, -1}), labels, reduction).min());
     }
@@ -407,7 +408,7 @@ class FeedbackObjective : public DiffusionObjective {
   }
 
   torch::Tensor discriminate(const torch::Tensor& images, const torch::Tensor& features) {
-    return (discriminator_->forward(images, features) - d_shift_) / d_scale_;
+    return d_units_.of(discriminator_->forward(images, features));
   }
 
   void save_discriminator(const std::string& folder) {
@@ -421,7 +422,7 @@ class FeedbackObjective : public DiffusionObjective {
   std::vector<Reward> rewards_;
   ShapesReward discriminator_{nullptr};
   std::unique_ptr<torch::optim::AdamW> d_optimizer_;
-  double d_shift_ = 0, d_scale_ = 1;  // the discriminator's logits = (raw − shift) / scale
+  HeldOutUnits d_units_;  // the discriminator's logits, in its initial reward model's units
   std::unique_ptr<PromptSelector> selector_;
   int64_t calls_ = 0;
   torch::Tensor empty_prompt_;  // the unconditional context, [1,77,D]

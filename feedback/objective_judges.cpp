@@ -55,7 +55,7 @@ int64_t square_resolution(const Recipe& recipe) {
 struct Rendered {
   torch::Tensor images, labels;
 };
-Rendered render_split(shapes::Split split, int64_t count, int64_t size, uint64_t seed, bool colour) {
+Rendered render_split(shapes::Split split, int64_t count, int64_t size, uint64_t seed, int64_t classes) {
   const auto captions = shapes::split_captions(split);
   std::mt19937_64 rng(seed);
   std::vector<torch::Tensor> images, labels;
@@ -67,8 +67,7 @@ Rendered render_split(shapes::Split split, int64_t count, int64_t size, uint64_t
     labels.push_back(label_map(c, static_cast<int>(size), static_cast<int>(size), jitter));
     texts.push_back(shapes::caption_text(c));
   }
-  const auto stacked = torch::stack(labels);
-  return {torch::stack(images), colour ? with_colours(stacked, texts) : stacked};
+  return {torch::stack(images), segmenter_labels(classes, torch::stack(labels), texts)};
 }
 
 class SegmenterObjective : public Objective {
@@ -87,7 +86,7 @@ class SegmenterObjective : public Objective {
     const auto pick = torch::rand({batch.images.size(0)}, gen);
     const auto images = realism_.apply(batch.images, pick, gen);
     const auto logits = model_->forward(images);
-    const auto labels = colour() ? with_colours(batch.labels, batch.captions) : batch.labels;
+    const auto labels = segmenter_labels(model_->config.classes, batch.labels, batch.captions);
     metrics["fg_iou"] = foreground_iou(logits.detach(), labels);
     return torch::nn::functional::cross_entropy(logits, labels);
   }
@@ -98,9 +97,9 @@ class SegmenterObjective : public Objective {
     metrics["held_out_iou"] = held_out.first;
     metrics["held_out_pixel_accuracy"] = held_out.second;
     // Renders and what the model sees in them: predicted labels coloured by shape.
-    const auto r = render_split(shapes::Split::eval, 8, model_->config.resolution, recipe_.seed + 7, colour());
+    const auto r = render_split(shapes::Split::eval, 8, model_->config.resolution, recipe_.seed + 7, model_->config.classes);
     auto predicted = model_->forward(r.images).argmax(1);
-    if (colour()) predicted = torch::where(predicted > 0, 1 + (predicted - 1).div(static_cast<int64_t>(shapes::kColours.size()), "floor"), predicted);
+    if (model_->config.classes == kColourLabelClasses) predicted = torch::where(predicted > 0, 1 + (predicted - 1).div(static_cast<int64_t>(shapes::kColours.size()), "floor"), predicted);
     const auto palette = torch::tensor({-1.f, -1.f, -1.f, 1.f, -1.f, -1.f, -1.f, 1.f, -1.f, -1.f, -1.f, 1.f}).view({4, 3});
     const auto painted = palette.index_select(0, predicted.flatten()).view({8, predicted.size(1), predicted.size(2), 3});
     write_png(png, make_grid(torch::cat({r.images, painted.permute({0, 3, 1, 2})}), 8), {}, true);
@@ -116,15 +115,13 @@ class SegmenterObjective : public Objective {
  private:
   // Foreground IoU and pixel accuracy on evaluation-split renders, processed as in training.
   std::pair<double, double> evaluate() {
-    const auto r = render_split(shapes::Split::eval, 256, model_->config.resolution, recipe_.seed + 11, colour());
+    const auto r = render_split(shapes::Split::eval, 256, model_->config.resolution, recipe_.seed + 11, model_->config.classes);
     auto gen = at::detail::createCPUGenerator(recipe_.seed + 12);
     const auto images = realism_.apply(r.images, torch::rand({r.images.size(0)}, gen), gen);
     const auto logits = model_->forward(images);
     const double accuracy = (logits.argmax(1) == r.labels).to(torch::kDouble).mean().item<double>();
     return {foreground_iou(logits, r.labels), accuracy};
   }
-
-  bool colour() const { return model_->config.classes == kColourLabelClasses; }
 
   const Recipe& recipe_;
   ImageRealism realism_;

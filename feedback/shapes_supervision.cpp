@@ -73,6 +73,10 @@ torch::Tensor with_colours(const torch::Tensor& shape_labels, const std::vector<
   return torch::where(shape_labels > 0, 1 + (shape_labels - 1) * n + colour, torch::zeros_like(shape_labels));
 }
 
+torch::Tensor segmenter_labels(int64_t classes, const torch::Tensor& shape_labels, const std::vector<std::string>& captions) {
+  return classes == kColourLabelClasses ? with_colours(shape_labels, captions) : shape_labels;
+}
+
 torch::Tensor caption_features(const shapes::Caption& c) {
   auto f = torch::zeros({kCaptionFeatures});
   auto* p = f.data_ptr<float>();

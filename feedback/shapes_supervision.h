@@ -29,6 +29,9 @@ std::vector<shapes::Caption> completions(const shapes::Caption& caption);
 inline constexpr int64_t kColourLabelClasses = 1 + static_cast<int64_t>(shapes::kShapes.size() * shapes::kColours.size());
 // Shape labels [B,H,W] → colour-shape labels, each image's colour from its caption.
 torch::Tensor with_colours(const torch::Tensor& shape_labels, const std::vector<std::string>& captions);
+// The labels a segmenter with `classes` classes is judged against: the shape
+// labels as they are (kLabelClasses) or with colours (kColourLabelClasses).
+torch::Tensor segmenter_labels(int64_t classes, const torch::Tensor& shape_labels, const std::vector<std::string>& captions);
 
 // One-hot attribute groups (colour 6, shape 3, size 2, position 5, background 3);
 // a dropped size or position leaves its group at zero.
