@@ -6,6 +6,7 @@
 #include "error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors_torch.h"
+#include "io/text_file.h"
 
 namespace lumen::train {
 namespace fs = std::filesystem;
@@ -23,13 +24,7 @@ nlohmann::json read_model_config(const std::string& folder, const std::string& k
   const std::string file = folder + "/config.json";
   if (!fs::is_regular_file(file))
     throw Error(folder, "is not a " + kind + " folder (no config.json; train one with a `task: " + kind + "` recipe)");
-  std::ifstream in(file);
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(file, std::string("invalid JSON: ") + e.what());
-  }
+  const nlohmann::json config = read_json_file(file);
   if (!config.is_object() || config.value("kind", std::string()) != kind)
     throw Error(file, "is a '" + (config.is_object() ? config.value("kind", std::string("?")) : std::string("?")) +
                           "' model, not a " + kind);

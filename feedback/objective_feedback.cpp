@@ -21,6 +21,7 @@
 #include "image_grid.h"
 #include "datasets.h"
 #include "io/atomic_file.h"
+#include "io/text_file.h"
 #include "model_folder.h"
 #include "nn/vae.h"
 #include "objective_diffusion.h"
@@ -161,9 +162,10 @@ class FeedbackObjective : public DiffusionObjective {
   }
 
   void load_state(const std::string& folder) override {
-    std::ifstream in(folder + "/feedback_state.json");
-    if (!in) throw Error(folder, "checkpoint has no feedback_state.json (was it written by lumen feedback?)");
-    const json state = json::parse(in);
+    const std::string file = folder + "/feedback_state.json";
+    if (!std::filesystem::is_regular_file(file))
+      throw Error(folder, "checkpoint has no feedback_state.json (was it written by lumen feedback?)");
+    const json state = read_json_file(file);
     calls_ = state.at("calls").get<int64_t>();
     selector_->restore(state.at("prompts"));
     if (discriminator_) {

@@ -273,14 +273,9 @@ const char* task_name(Task task) {
   return "?";
 }
 
-Recipe read_recipe(const std::string& path) {
-  if (!std::filesystem::is_regular_file(path)) throw Error(path, "no such recipe file");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw Error(path + ":" + std::to_string(e.mark.line + 1), e.msg);
-  }
+namespace {
+
+Recipe parse_recipe(const std::string& path, const YAML::Node& root) {
   Fields f(path, root, "");
   Recipe r;
   r.file = path;
@@ -357,6 +352,18 @@ Recipe read_recipe(const std::string& path) {
   }
   f.reject_unknown();
   return r;
+}
+
+}  // namespace
+
+Recipe read_recipe(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) throw Error(path, "no such recipe file");
+  try {
+    return parse_recipe(path, YAML::LoadFile(path));
+  } catch (const YAML::Exception& e) {
+    // Syntax errors, and a value of the wrong YAML kind (a map where a name should be).
+    throw Error(path + ":" + std::to_string(e.mark.line + 1), e.msg);
+  }
 }
 
 }  // namespace lumen::train

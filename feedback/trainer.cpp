@@ -15,6 +15,7 @@
 #include "error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors_torch.h"
+#include "io/text_file.h"
 #include "objective.h"
 #include "plot.h"
 #include "runtime.h"
@@ -233,6 +234,9 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   if (!options.resume && fs::exists(out) && !fs::is_empty(out))
     throw Error(out, "already holds a training run; pass --resume to continue it, or choose another output");
   if (fs::exists(out + "/final/DONE")) throw Error(out, "this run has finished; its model is in " + out + "/final");
+  // Data and models first: a recipe that cannot start must not leave a run folder behind.
+  auto dataset = make_dataset(recipe.dataset);
+  auto objective = make_objective(recipe, *dataset);
   fs::create_directories(ckpt_dir);
   fs::create_directories(out + "/samples");
 
@@ -244,8 +248,6 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
                  recipe.file.c_str(), out.c_str());
   }
 
-  auto dataset = make_dataset(recipe.dataset);
-  auto objective = make_objective(recipe, *dataset);
   const NamedTensors params = objective->trainable();
   std::vector<torch::Tensor> tensors;
   for (const auto& [name, p] : params) {
@@ -261,7 +263,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   TrainResult result;
   double previous_seconds = 0;
   if (!resume_from.empty()) {
-    const json state = json::parse(read_text(resume_from + "/state.json"));
+    const json state = read_json_file(resume_from + "/state.json");
     result.first_step = state.at("step").get<int64_t>();
     previous_seconds = state.value("train_seconds", 0.0);
     load_into(params, resume_from + "/trainable.safetensors");

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -105,6 +106,86 @@ TEST_F(CliTest, BadInputIsAClearError) {
   expect("no-such-command", "no-such-command");
   expect(gen("--zero-snr --prediction-type epsilon --sampler ddim --spacing trailing -o " + dir_ + "/x.png"),
          "v-prediction");
+}
+
+// The probes of a careless or hostile user (issue #12): each ends as one line
+// "lumen: error: <what>: <why>" with exit code 1, before any slow work, and
+// never as a library's own message.
+TEST_F(CliTest, HostileInputProbesAreClearErrors) {
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  const std::string d = dir_ + "/probes";
+  ASSERT_EQ(std::system(("mkdir -p " + d + " && mkfifo " + d + "/f.safetensors && touch " + d + "/file.png").c_str()), 0);
+  // A model folder with a broken config.json, and one without its tokenizer.
+  ASSERT_EQ(std::system(("cp -r " + dir_ + "/tiny " + d + "/broken && cp -r " + dir_ + "/tiny " + d +
+                         "/notok && rm -r " + d + "/notok/tokenizer").c_str()),
+            0);
+  std::ofstream(d + "/broken/unet/config.json") << "{\"in_channels\": ";
+  std::ofstream(d + "/empty.yaml") << "task: diffusion\noutput: " << d << "/run\nsteps: 2\n"
+                                   << "dataset: {type: folder, path: " << d << "/no-images}\n"
+                                   << "model: {base: " << dir_ << "/tiny}\n";
+  ASSERT_EQ(std::system(("mkdir -p " + d + "/no-images").c_str()), 0);
+  const std::vector<std::pair<std::string, std::string>> probes = {
+      {gen("-p \"" + repeat("a red circle, ", 2200) + "\" -o " + d + "/x.png"), "prompt: is 30800 bytes long"},
+      {gen("-p \"" + repeat("a red circle, ", 1000) + "\" -o " + d + "/x.png"), "prompt: needs more than 32 chunks"},
+      {gen("-p \"" + repeat("BREAK ", 2000) + "\" -o " + d + "/x.png"), "prompt: needs more than 32 chunks"},
+      {gen("-p \"" + repeat("(", 5000) + "a\" -o " + d + "/x.png"), "prompt: brackets nest deeper than 32"},
+      {"info " + d + "/f.safetensors", "f.safetensors: not a regular file"},
+      {gen("-W 16384 -H 16384 -o " + d + "/x.png"), "16384x16384: needs at least"},
+      {gen("-o " + d + "/x.jpg"), "x.jpg: Lumen writes PNG images"},
+      {gen("-o " + d + "/missing/x.png"), "its folder " + d + "/missing does not exist"},
+      {"shapes render -o " + d + "/r -W 100000 -H 100000", "--width: Value 100000 not in range"},
+      {"shapes render -o " + d + "/file.png", "file.png: exists and is not a folder"},
+      {"shapes bogus", "'bogus' is not a command of lumen shapes"},
+      {"info --load " + d + "/broken", "config.json: is not valid JSON: parse error at line 1"},
+      {"txt2img -m " + d + "/notok -p x --steps 1 -W 32 -H 32 -o " + d + "/x.png", "the model has no tokenizer"},
+      {gen("--lora " + d + "/style.safetensors:abc -o " + d + "/x.png"), "'abc' is not a scale"},
+      {"train " + d + "/empty.yaml", "the dataset folder has no images"},
+  };
+  for (const auto& [args, needle] : probes) {
+    const CommandResult r = run(args);
+    EXPECT_EQ(r.code, 1) << args.substr(0, 200) << "\n" << r.output;
+    // The error is the last line (a command may have said what it started first).
+    const std::string text = r.output.substr(0, r.output.find_last_not_of('\n') + 1);
+    EXPECT_EQ(text.compare(text.rfind('\n') + 1, 14, "lumen: error: "), 0) << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << needle << "\n" << r.output;
+    for (const char* leak : {"json.exception", "filesystem error", "std::", "bad_alloc"})
+      EXPECT_EQ(r.output.find(leak), std::string::npos) << r.output;
+  }
+  EXPECT_FALSE(std::ifstream(d + "/x.jpg").good()) << "-o x.jpg must not become a folder";
+  EXPECT_FALSE(std::ifstream(d + "/run/recipe.yaml").good()) << "a run that cannot start leaves no folder";
+}
+
+// What the probes found wrong in output that was written.
+TEST_F(CliTest, OutputsSayWhatWasMade) {
+  // The model's default size is written as such, not as 0x0.
+  CommandResult r = run("txt2img -m " + dir_ + "/tiny -p square --steps 1 -o " + dir_ + "/default-size.PNG");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const lumen::RgbImage image = lumen::read_image(dir_ + "/default-size.PNG");
+  const std::string params = lumen::read_png_text(dir_ + "/default-size.PNG").at("parameters");
+  const std::string size = "Size: " + std::to_string(image.width) + "x" + std::to_string(image.height);
+  EXPECT_NE(params.find(size), std::string::npos) << params;
+  // Weights nested past any sane range are clamped: a picture, not black.
+  r = run(gen("-p \"" + std::string(31, '(') + "a red square:100000)\" -o " + dir_ + "/clamped.png"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const lumen::RgbImage clamped = lumen::read_image(dir_ + "/clamped.png");
+  EXPECT_NE(*std::max_element(clamped.pixels.begin(), clamped.pixels.end()), 0);
+}
+
+// A single file Lumen writes loads back in Lumen and draws the same picture:
+// the configs travel in its metadata (the default model's 16 norm groups
+// cannot be detected from tensor shapes).
+TEST_F(CliTest, ConvertedSingleFileDrawsTheSamePicture) {
+  const std::string file = dir_ + "/default.safetensors";
+  CommandResult r = run("convert assets/default-model -o " + file);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string args = " -p \"a red circle\" --steps 2 --cfg-scale 1.5 --guidance-rescale 0.7 -s 3 -o ";
+  ASSERT_EQ((r = run("--threads 1 txt2img -m assets/default-model" + args + dir_ + "/folder.png")).code, 0) << r.output;
+  ASSERT_EQ((r = run("--threads 1 txt2img -m " + file + args + dir_ + "/single.png")).code, 0) << r.output;
+  EXPECT_EQ(lumen::read_image(dir_ + "/folder.png").pixels, lumen::read_image(dir_ + "/single.png").pixels);
 }
 
 TEST_F(CliTest, EveryCommandHasHelp) {

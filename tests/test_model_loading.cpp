@@ -115,7 +115,7 @@ TEST(ModelLoadingBadInput, BadConfigField) {
       "up_block_types": ["UpBlock2D", "UpBlock2D"]})");
   expect_error([&] { lumen::load_model(model); }, {"unet/config.json", "down_block_types", "Foo"});
   write(model + "/unet/config.json", "{ not json");
-  expect_error([&] { lumen::plan_model(model); }, {"unet/config.json", "invalid JSON"});
+  expect_error([&] { lumen::plan_model(model); }, {"unet/config.json", "is not valid JSON: parse error at line 1, column 4"});
 }
 
 TEST(ModelLoadingBadInput, BadOverrideYamlNamesLine) {

@@ -273,6 +273,22 @@ TEST(TrainRecipe, BadFieldsNameTheFieldAndLine) {
   EXPECT_THROW(read_recipe(dir.path + "/missing.yaml"), Error);
 }
 
+// Crashes the recipe fuzzer found (fuzz/regressions/recipe): YAML of the wrong
+// kind (a sequence or map as a key) escaped as yaml-cpp's own exception.
+TEST(TrainRecipe, FuzzerRegressionsAreClearErrors) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("fuzz/regressions/recipe")) {
+    ++files;
+    try {
+      read_recipe(entry.path().string());
+      ADD_FAILURE() << entry.path() << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).rfind(entry.path().string() + ":", 0), 0u) << e.what();
+    }
+  }
+  EXPECT_GE(files, 2);
+}
+
 TEST(TrainDataset, FolderWithCaptionSidecars) {
   TempDir dir;
   RgbImage image;

@@ -1,6 +1,7 @@
 #include "cli/adapter_options.h"
 
 #include <cmath>
+#include <filesystem>
 #include <memory>
 
 #include "adapters/lora_apply.h"
@@ -11,16 +12,18 @@ namespace lumen::cli {
 
 std::pair<std::string, double> split_adapter_scale(const std::string& spec, const std::string& option) {
   const auto colon = spec.rfind(':');
-  if (colon == std::string::npos) return {spec, 1.0};
+  // A path that exists is taken whole, even with a colon in its name.
+  if (colon == std::string::npos || std::filesystem::exists(spec)) return {spec, 1.0};
   const std::string tail = spec.substr(colon + 1);
   size_t used = 0;
   double scale = 0;
   try {
     scale = std::stod(tail, &used);
   } catch (const std::exception&) {
-    return {spec, 1.0};
+    used = 0;
   }
-  if (used != tail.size()) return {spec, 1.0};
+  if (used == 0 || used != tail.size())
+    throw Error(option + " " + spec, "'" + tail + "' is not a scale (write PATH:SCALE, e.g. style.safetensors:0.8)");
   if (!std::isfinite(scale)) throw Error(option + " " + spec, "the scale must be a finite number");
   return {spec.substr(0, colon), scale};
 }

@@ -1,5 +1,7 @@
 // `lumen txt2img` and `lumen img2img`: options → GenerationOptions → PNGs
 // with A1111-style parameters.
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <set>
@@ -9,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "error.h"
+#include "io/atomic_file.h"
 #include "io/image_io.h"
 #include "io/image_tensor.h"
 #include "model/model_loader.h"
@@ -128,16 +131,27 @@ std::string model_path(const GenerateArgs& a) {
   return embedded;
 }
 
+// Whether -o names one PNG file (any case of .png) rather than a folder. Any
+// other extension is refused: "x.jpg" must not silently become a folder.
+bool output_is_png_file(const std::string& output) {
+  std::string ext = std::filesystem::path(output).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext == ".png") return true;
+  if (!ext.empty() && !std::filesystem::is_directory(output))
+    throw Error(output, "Lumen writes PNG images: give a .png file name or a folder");
+  return false;
+}
+
 // The file to write image `index` of `total` to.
 std::string output_path(const GenerateArgs& a, int64_t index, int64_t total, uint64_t seed) {
-  const bool is_png = a.output.size() > 4 && a.output.substr(a.output.size() - 4) == ".png";
-  if (is_png) {
+  if (output_is_png_file(a.output)) {
     if (total > 1) throw Error(a.output, "is one file but " + std::to_string(total) + " images were asked for; give a folder");
+    const auto folder = std::filesystem::path(a.output).parent_path();
+    if (!folder.empty() && !std::filesystem::is_directory(folder))
+      throw Error(a.output, "its folder " + folder.string() + " does not exist");
     return a.output;
   }
-  std::error_code ec;
-  std::filesystem::create_directories(a.output, ec);
-  if (ec) throw Error(a.output, "cannot create the output folder: " + ec.message());
+  create_output_folder(a.output);
   char name[64];
   std::snprintf(name, sizeof name, "%05lld-%llu.png", static_cast<long long>(index), static_cast<unsigned long long>(seed));
   return a.output + "/" + name;
@@ -161,9 +175,6 @@ int run_generate(GenerateArgs& a, bool img2img) {
   apply_model_defaults(path, a);
   // Check the sampler name before the (slow) load.
   if (!a.sampler.empty()) samplers::make_scheduler(a.sampler, samplers::ScheduleConfig{});
-  auto model = std::make_shared<LoadedModel>(load_model(path, load));
-  merge_adapters(a.adapters, *model, std::cerr);
-  Pipeline pipeline(model);
 
   GenerationOptions o;
   o.prompt = a.prompt;
@@ -192,12 +203,17 @@ int run_generate(GenerateArgs& a, bool img2img) {
     o.init_image = load_image_tensor(a.init_image, false);
     if (!a.mask.empty()) o.mask = load_image_tensor(a.mask, true);
   }
+  validate_options(o);
+
   const int64_t total = a.batch_count * a.batch_size;
-  // Fail on existing outputs before spending minutes on generation.
+  // Fail on existing outputs before spending minutes on loading and generation.
   for (int64_t i = 0; i < total; ++i) {
     const std::string file = output_path(a, i, total, a.seed + static_cast<uint64_t>(i));
     if (!a.overwrite && std::filesystem::exists(file)) throw Error(file, "already exists (use --overwrite to replace it)");
   }
+  auto model = std::make_shared<LoadedModel>(load_model(path, load));
+  merge_adapters(a.adapters, *model, std::cerr);
+  Pipeline pipeline(model);
 
   InfotextFields fields;
   fields.sampler = !a.sampler.empty() ? a.sampler : pipeline.scheduler_config().value("_class_name", "");
@@ -213,10 +229,13 @@ int run_generate(GenerateArgs& a, bool img2img) {
       bar.update(b * steps + step + 1, a.batch_count * steps);
     };
     auto result = pipeline.generate(o);
+    GenerationOptions made = o;  // the size actually made, for the parameters text (o may say 0 = default)
+    made.height = result.images.size(1);
+    made.width = result.images.size(2);
     for (int64_t i = 0; i < result.images.size(0); ++i) {
       fields.seed = result.seeds[static_cast<size_t>(i)];
       const std::string file = output_path(a, written, total, fields.seed);
-      write_png(file, rgb_from_tensor(result.images[i]), {{"parameters", format_infotext(o, a.prompt, a.negative_prompt, fields)}},
+      write_png(file, rgb_from_tensor(result.images[i]), {{"parameters", format_infotext(made, a.prompt, a.negative_prompt, fields)}},
                 a.overwrite);
       std::cout << file << "\n";
       ++written;

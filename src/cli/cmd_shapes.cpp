@@ -73,7 +73,6 @@ void refuse_to_replace(const std::vector<std::string>& paths) {
 // Writes NNN.png (caption in its "parameters" text) and NNN.txt (kohya-style
 // sidecar) per caption, plus captions.jsonl listing them all.
 int run_render(const RenderOptions& o) {
-  if (o.width <= 0 || o.height <= 0) throw Error("shapes render", "-W and -H must be positive");
   const auto captions = numbered_captions(o.split);
   const fs::path dir(o.out);
   if (!o.overwrite) {
@@ -82,7 +81,7 @@ int run_render(const RenderOptions& o) {
       for (const char* ext : {".png", ".txt"}) targets.push_back((dir / (file_stem(number) + ext)).string());
     refuse_to_replace(targets);
   }
-  fs::create_directories(dir);
+  create_output_folder(o.out);
   std::string index;
   for (const auto& [number, caption] : captions) {
     const Jitter jitter = o.jitter ? jitter_for(o.seed, number) : Jitter{};
@@ -246,7 +245,7 @@ void print_markdown_row(const std::string& label, int64_t steps, const std::stri
 // from seeds seed, seed+1, ... (the same images, the model loaded once).
 int run_judge_model(const JudgeModelOptions& o) {
   const std::string path = o.model.empty() ? asset_path("default-model") : o.model;
-  if (!o.save.empty()) fs::create_directories(o.save);
+  if (!o.save.empty()) create_output_folder(o.save);
   auto model = std::make_shared<LoadedModel>(load_model(path, LoadOptions{}));
   merge_adapters(o.adapters, *model, std::cerr);
   Pipeline pipeline(model);
@@ -302,8 +301,8 @@ Runner add_shapes_command(CLI::App& app) {
   render_cmd->add_option("--split", render_opt->split, "eval (unseen), seen, train or all")
       ->check(CLI::IsMember({"eval", "seen", "train", "all"}))
       ->capture_default_str();
-  render_cmd->add_option("-W,--width", render_opt->width, "image width")->capture_default_str();
-  render_cmd->add_option("-H,--height", render_opt->height, "image height")->capture_default_str();
+  render_cmd->add_option("-W,--width", render_opt->width, "image width")->check(CLI::Range(1, 4096))->capture_default_str();
+  render_cmd->add_option("-H,--height", render_opt->height, "image height")->check(CLI::Range(1, 4096))->capture_default_str();
   render_cmd->add_option("-s,--seed", render_opt->seed, "seed of the jitter")
       ->check(seed_check())
       ->capture_default_str();

@@ -1,26 +1,36 @@
 // `lumen`: a thin shell over the library. Errors are printed, never thrown out.
+#include <filesystem>
 #include <iostream>
+#include <new>
 
 #include "cli/commands.h"
 #include "error.h"
 #include "runtime.h"
 
-// The first word of the command line that is neither an option nor a known
-// command, when no command was recognised ("" otherwise).
-std::string unknown_command(CLI::App& app, int argc, char** argv) {
-  if (!app.get_subcommands().empty()) return "";
+// The first word of the command line that should name a (sub)command but names
+// none, with the command it was given to ("lumen shapes"); {"", ""} if none.
+std::pair<std::string, std::string> unknown_command(CLI::App& app, int argc, char** argv) {
+  CLI::App* current = &app;
+  std::string path = "lumen";
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--threads") ++i;  // its value
-    if (arg.empty() || arg[0] == '-') continue;
-    try {
-      app.get_subcommand(arg);
-    } catch (const CLI::OptionNotFound&) {
-      return arg;
+    if (arg.empty()) continue;
+    if (arg[0] == '-') {
+      const CLI::Option* opt = current->get_option_no_throw(arg.substr(0, arg.find('=')));
+      if (opt && arg.find('=') == std::string::npos && opt->get_items_expected_min() > 0) ++i;  // its value
+      continue;
     }
-    return "";
+    if (current->get_subcommands(std::function<bool(CLI::App*)>{}).empty()) return {"", ""};  // a positional argument
+    CLI::App* next = nullptr;
+    try {
+      next = current->get_subcommand(arg);
+    } catch (const CLI::OptionNotFound&) {
+      return {arg, path};
+    }
+    current = next;
+    path += " " + arg;
   }
-  return "";
+  return {"", ""};
 }
 
 int main(int argc, char** argv) {
@@ -46,9 +56,10 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // A bad command line is a user error like any other: one line, exit code 1.
-    const std::string word = unknown_command(app, argc, argv);
+    const auto [word, command] = unknown_command(app, argc, argv);
     if (!word.empty())
-      std::cerr << "lumen: error: '" << word << "' is not a command (lumen --help lists them)\n";
+      std::cerr << "lumen: error: '" << word << "' is not a command of " << command << " (" << command
+                << " --help lists them)\n";
     else
       std::cerr << "lumen: error: " << e.what() << " (see --help)\n";
     return 1;
@@ -62,6 +73,13 @@ int main(int argc, char** argv) {
       int rc = run();
       if (rc >= 0) return rc;
     }
+  } catch (const std::bad_alloc&) {
+    std::cerr << "lumen: error: out of memory (ask for smaller images, a smaller batch or fewer threads)\n";
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // "<path>: <reason>" rather than the library's "filesystem error: ..." text.
+    std::cerr << "lumen: error: " << e.path1().string() << ": " << e.code().message() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "lumen: error: " << e.what() << "\n";
     return 1;

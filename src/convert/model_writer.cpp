@@ -134,6 +134,12 @@ void write_single_file(const LoadedModel& model, const std::string& path, const 
   std::map<std::string, std::string> metadata = options.metadata;
   metadata.emplace("format", "pt");
   metadata.emplace("lumen_family", family_name(model.plan.family));
+  // The configs ride along, so a file Lumen writes loads back exactly even
+  // where detection from tensor shapes would guess (group counts, heads).
+  json configs = json::object();
+  for (const auto& [name, component] : model.plan.components) configs[name] = component.config;
+  if (model.plan.scheduler_config.is_object()) configs["scheduler"] = model.plan.scheduler_config;
+  metadata.emplace("lumen_config", configs.dump());
   save_safetensors(path, single_file_tensors(model, options.dtype), metadata);
 }
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "error.h"
@@ -30,6 +31,14 @@ void write_file_atomically(const std::string& path, const std::function<void(std
 
 void write_text_atomically(const std::string& path, const std::string& text) {
   write_file_atomically(path, [&](std::ostream& out) { out << text; });
+}
+
+void create_output_folder(const std::string& dir) {
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec))
+    throw Error(dir, "exists and is not a folder (an output folder was expected)");
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw Error(dir, "cannot create the folder: " + ec.message());
 }
 
 }  // namespace lumen

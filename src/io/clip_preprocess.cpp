@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "error.h"
+#include "io/text_file.h"
 
 namespace lumen {
 namespace {
@@ -141,13 +142,7 @@ ClipImageProcessorConfig parse_clip_processor_config(const nlohmann::json& j, co
 }
 
 ClipImageProcessorConfig read_clip_processor_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path, "cannot open");
-  try {
-    return parse_clip_processor_config(nlohmann::json::parse(in), path);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(path, std::string("invalid JSON: ") + e.what());
-  }
+  return parse_clip_processor_config(read_json_file(path), path);
 }
 
 std::array<int, 2> clip_resize_size(int height, int width, int shortest) {

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "io/atomic_file.h"
+#include "io/text_file.h"
 
 namespace lumen {
 namespace {
@@ -65,6 +66,7 @@ void write_png(const std::string& path, const RgbImage& image, const std::map<st
 }
 
 RgbImage read_image(const std::string& path) {
+  require_regular_file(path);
   int w = 0, h = 0, channels = 0;
   if (!stbi_info(path.c_str(), &w, &h, &channels))
     throw Error(path, std::string("not a readable image: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
@@ -80,6 +82,7 @@ RgbImage read_image(const std::string& path) {
 }
 
 std::map<std::string, std::string> read_png_text(const std::string& path) {
+  require_regular_file(path);
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
   if (!f) throw Error(path, "cannot open");
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, nullptr, png_error_to_exception, nullptr);

@@ -8,6 +8,7 @@
 #include "error.h"
 #include "io/atomic_file.h"
 #include "io/mmap_file.h"
+#include "io/text_file.h"
 
 namespace lumen {
 namespace {
@@ -131,7 +132,7 @@ void parse_safetensors_header(const std::string& where, const char* json, size_t
     };
     header = nlohmann::json::parse(json, json + json_size, depth_guard);
   } catch (const nlohmann::json::exception& e) {
-    throw Error(where, std::string("header is not valid JSON: ") + e.what());
+    throw Error(where, "header is not valid JSON: " + json_error_message(e));
   } catch (const Error& e) {
     throw Error(where, e.what());
   }

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "error.h"
+#include "io/text_file.h"
 #include "io/safetensors.h"
 #include "io/yaml_json.h"
 #include "runtime.h"
@@ -20,15 +21,7 @@ const char* const kComponents[] = {"unet", "vae", "text_encoder", "text_encoder_
 bool exists(const std::string& p) { return std::filesystem::exists(p); }
 bool is_dir(const std::string& p) { return std::filesystem::is_directory(p); }
 
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path, "cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path, std::string("invalid JSON: ") + e.what());
-  }
-}
+json read_json(const std::string& path) { return read_json_file(path); }
 
 
 // Parameter and dtype statistics from the headers; no tensor data is read.
@@ -116,6 +109,26 @@ void plan_diffusers(const std::string& dir, ModelPlan* plan) {
   plan->family = family_from_unet(plan->components["unet"].config);
 }
 
+// The configs `lumen convert` stores in a single file's metadata (lumen_config)
+// replace the detected ones: shapes cannot tell group counts or heads.
+void apply_stored_configs(const std::string& text, const std::string& path, ModelPlan* plan) {
+  json stored;
+  try {
+    stored = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(path, "metadata lumen_config is not valid JSON: " + json_error_message(e));
+  }
+  if (!stored.is_object()) throw Error(path, "metadata lumen_config is not a JSON object");
+  for (auto& [name, component] : plan->components) {
+    if (!stored.contains(name)) continue;
+    if (!stored[name].is_object()) throw Error(path, "metadata lumen_config: '" + name + "' is not an object");
+    component.config = stored[name];
+    component.config_source = "stored in " + path;
+  }
+  if (stored.contains("scheduler") && stored["scheduler"].is_object()) plan->scheduler_config = stored["scheduler"];
+  plan->notes = {"configs from the file's lumen_config metadata (written by lumen convert), not guessed"};
+}
+
 void plan_single_file(const std::string& path, ModelPlan* plan) {
   plan->format = "single-file";
   auto file = SafetensorsFile::open(path);
@@ -138,6 +151,8 @@ void plan_single_file(const std::string& path, ModelPlan* plan) {
     add_stats(&c);
     plan->components[name] = std::move(c);
   }
+  const auto stored = file->metadata().find("lumen_config");
+  if (stored != file->metadata().end()) apply_stored_configs(stored->second, path, plan);
   for (const auto& key : map->unmapped) {
     if (key == "v_pred") plan->prediction_type = "v_prediction";
     else if (key == "ztsnr") plan->zero_terminal_snr = true;
@@ -199,9 +214,9 @@ TokenizerPlan embedded_tokenizer(const std::string& pad) {
 }
 
 json read_yaml_or_json(const std::string& path) {
-  if (!exists(path)) throw Error(path, "no such file");
+  const std::string text = read_text_file(path);
   try {
-    return yaml_to_json(YAML::LoadFile(path));
+    return yaml_to_json(YAML::Load(text));
   } catch (const YAML::Exception& e) {
     throw Error(path, "line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "error.h"
+#include "io/text_file.h"
 #include "io/safetensors_torch.h"
 
 namespace lumen {
@@ -117,14 +118,7 @@ std::vector<std::string> expand_shards(const std::vector<std::string>& files) {
       out.push_back(f);
       continue;
     }
-    std::ifstream in(f);
-    if (!in) throw Error(f, "cannot open");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(f, std::string("invalid JSON: ") + e.what());
-    }
+    const nlohmann::json j = read_json_file(f);
     if (!j.contains("weight_map") || !j["weight_map"].is_object()) throw Error(f, "no weight_map object");
     const std::string dir = f.substr(0, f.find_last_of('/') + 1);
     std::set<std::string> shards;

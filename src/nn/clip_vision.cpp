@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "io/text_file.h"
 #include "model/weights.h"
 
 namespace lumen::nn {
@@ -85,13 +86,8 @@ bool exists(const std::string& p) {
 }
 
 nlohmann::json read_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path, "cannot open (a CLIPModel folder needs config.json)");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path, std::string("invalid JSON: ") + e.what());
-  }
+  if (!exists(path)) throw Error(path, "missing (a CLIPModel folder needs config.json)");
+  return read_json_file(path);
 }
 
 }  // namespace

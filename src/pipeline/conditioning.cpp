@@ -37,6 +37,9 @@ Encoded encode_one(nn::ClipTextModel& te, const ClipTokenizer& tok, int64_t pad_
       auto original_mean = z.mean();
       z = z * mult;
       z = z * (original_mean / z.mean());
+      // A weighting whose mean cancels divides by ~0: refuse it rather than draw black.
+      if (!torch::isfinite(z).all().item<bool>())
+        throw Error("prompt", "its weights make the text embedding non-finite; use milder weights");
     }
     parts.push_back(z);
     if (!e.pooled.defined()) e.pooled = out.text_embeds.defined() ? out.text_embeds : out.pooled;
@@ -57,7 +60,9 @@ torch::Tensor pad_chunks(const torch::Tensor& t, int64_t chunks, const torch::Te
 
 Conditioning encode_prompts(const LoadedModel& model, const std::vector<std::string>& prompts,
                             const std::vector<std::string>& prompts_2, const PromptEncoding& options) {
-  if (!model.text_encoder || !model.tokenizer) throw Error(model.plan.path, "the model has no text encoder");
+  if (!model.text_encoder) throw Error(model.plan.path, "the model has no text encoder (text_encoder/)");
+  if (!model.tokenizer)
+    throw Error(model.plan.path, "the model has no tokenizer (a diffusers folder needs tokenizer/vocab.json and merges.txt)");
   const bool sdxl = static_cast<bool>(model.text_encoder_2);
   auto te = model.text_encoder;
   std::vector<Encoded> first, second;

@@ -3,6 +3,8 @@
 #include <cmath>
 
 #include "error.h"
+#include "pipeline/memory_estimate.h"
+#include "prompt/prompt_parser.h"
 #include "samplers/guidance.h"
 
 namespace lumen {
@@ -15,15 +17,8 @@ std::vector<std::string> per_item(const std::vector<std::string>& list, const st
   return std::vector<std::string>(static_cast<size_t>(batch), one);
 }
 
-void validate(const GenerationOptions& o, int64_t factor) {
-  if (o.steps <= 0 || o.steps > 1000) throw Error("steps", std::to_string(o.steps) + " must be in 1..1000");
-  if (!std::isfinite(o.cfg_scale)) throw Error("cfg scale", "must be a finite number");
-  if (!std::isfinite(o.guidance_rescale) || o.guidance_rescale < 0 || o.guidance_rescale > 1)
-    throw Error("guidance rescale", "must be a number in [0, 1]");
-  if (!std::isfinite(o.strength) || o.strength <= 0 || o.strength > 1)
-    throw Error("strength", "must be in (0, 1]");
+void check_size_factor(const GenerationOptions& o, int64_t factor) {
   for (auto [name, v] : {std::pair<const char*, int64_t>{"width", o.width}, {"height", o.height}}) {
-    if (v <= 0 || v > 16384) throw Error(name, std::to_string(v) + " must be in 1..16384");
     if (v % factor != 0)
       throw Error(name, std::to_string(v) + " is not a multiple of " + std::to_string(factor) +
                             " (the model's down-sampling factor); try " + std::to_string(v / factor * factor) +
@@ -55,6 +50,24 @@ torch::Tensor guide(const samplers::Scheduler& s, int64_t index, const torch::Te
 }
 
 }  // namespace
+
+void validate_options(const GenerationOptions& o) {
+  if (o.steps <= 0 || o.steps > 1000) throw Error("steps", std::to_string(o.steps) + " must be in 1..1000");
+  if (!std::isfinite(o.cfg_scale)) throw Error("cfg scale", "must be a finite number");
+  if (!std::isfinite(o.guidance_rescale) || o.guidance_rescale < 0 || o.guidance_rescale > 1)
+    throw Error("guidance rescale", "must be a number in [0, 1]");
+  if (!std::isfinite(o.strength) || o.strength <= 0 || o.strength > 1)
+    throw Error("strength", "must be in (0, 1]");
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"width", o.width}, {"height", o.height}})
+    if (v < 0 || v > 16384) throw Error(name, std::to_string(v) + " must be in 1..16384 (0: the model's size)");
+  const int64_t batch = o.prompts.empty() ? o.batch_size : static_cast<int64_t>(o.prompts.size());
+  if (batch <= 0 || batch > 64) throw Error("batch size", "must be in 1..64");
+  if (!o.encoding.plain) {
+    for (const auto* list : {&o.prompts, &o.negative_prompts})
+      for (const auto& p : *list) parse_prompt_weights(p);
+    for (const auto* p : {&o.prompt, &o.negative_prompt, &o.prompt_2, &o.negative_prompt_2}) parse_prompt_weights(*p);
+  }
+}
 
 // Noise added to clean latents for a start at `index` (img2img, inpainting).
 torch::Tensor add_noise(const samplers::Scheduler& s, const torch::Tensor& x, const torch::Tensor& noise, int64_t index) {
@@ -109,11 +122,12 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   const int64_t native = m.unet->config.sample_size * factor;
   if (o.width == 0) o.width = o.init_image.defined() ? o.init_image.size(3) : native;
   if (o.height == 0) o.height = o.init_image.defined() ? o.init_image.size(2) : native;
-  validate(o, factor);
+  validate_options(o);
+  check_size_factor(o, factor);
   const int64_t batch = o.prompts.empty() ? o.batch_size : static_cast<int64_t>(o.prompts.size());
-  if (batch <= 0 || batch > 64) throw Error("batch size", "must be in 1..64");
   const bool sdxl = static_cast<bool>(m.text_encoder_2);
   const bool cfg = o.cfg_scale > 1.0;
+  check_generation_fits(m, o.width, o.height, batch, cfg);
   const auto dtype = m.unet->conv_in->weight.scalar_type();
 
   GenerationResult r;

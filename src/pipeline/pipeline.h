@@ -62,6 +62,11 @@ struct GenerationResult {
   std::vector<uint64_t> seeds;
 };
 
+// Checks what does not depend on the model (steps, scales, size and batch
+// limits, prompt syntax and length), so a caller can refuse bad options before
+// loading anything. generate() checks again, with the model.
+void validate_options(const GenerationOptions& options);
+
 class Pipeline {
  public:
   // `scheduler_config`: diffusers scheduler config (null: the model's, or the family default).

@@ -9,13 +9,21 @@ namespace lumen {
 
 class ClipTokenizer;
 
+// Limits on what a prompt may ask for; past them the prompt is refused with
+// a clear error (weights are clamped), so no prompt can exhaust time or memory.
+constexpr size_t kMaxPromptBytes = 16384;
+constexpr size_t kMaxPromptChunks = 32;   // of 75 tokens each (BREAK starts one)
+constexpr size_t kMaxPromptNesting = 32;  // open ( and [ at once
+constexpr double kMaxPromptWeight = 100;  // weights are clamped to ±this
+
 struct WeightedText {
   std::string text;
   double weight = 1.0;
   bool is_break = false;  // BREAK: start a new 75-token chunk
 };
 
-// parse_prompt_attention as A1111 does it (runs of equal weight merged).
+// parse_prompt_attention as A1111 does it (runs of equal weight merged), by a
+// linear scan: its regular expression recursed once per character.
 std::vector<WeightedText> parse_prompt_weights(const std::string& prompt);
 
 struct TokenChunk {

@@ -3,12 +3,12 @@
 #include <unicode/uchar.h>
 #include <unicode/utf8.h>
 
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "error.h"
+#include "io/text_file.h"
 #include "tokenizer/text_clean.h"
 
 namespace lumen {
@@ -24,15 +24,6 @@ const char* const kBos = "<|startoftext|>";
 const char* const kEos = "<|endoftext|>";
 // transformers reads only this many merges (49152 - 256 bytes - 2 specials).
 constexpr size_t kMaxMerges = 49152 - 256 - 2;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path, "cannot open file");
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) throw Error(path, "cannot read file");
-  return buf.str();
-}
 
 std::string encode_utf8(UChar32 c) {
   char buf[U8_MAX_LENGTH];
@@ -129,11 +120,7 @@ std::vector<std::string> initial_symbols(const std::string& word) {
 
 std::unordered_map<std::string, int64_t> load_vocab(const std::string& path) {
   nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path, std::string("malformed JSON: ") + e.what());
-  }
+  json = read_json_file(path);
   if (!json.is_object()) throw Error(path, "expected a JSON object mapping tokens to ids");
   std::unordered_map<std::string, int64_t> vocab;
   vocab.reserve(json.size());
@@ -149,7 +136,7 @@ std::unordered_map<std::string, int64_t> load_vocab(const std::string& path) {
 // merges.txt: a header line, then "first second" per line (as transformers,
 // the first line is skipped unread and at most kMaxMerges lines are used).
 std::unordered_map<std::string, int> load_merges(const std::string& path) {
-  std::istringstream in(read_file(path));
+  std::istringstream in(read_text_file(path));
   std::string line;
   if (!std::getline(in, line)) throw Error(path, "empty merges file");
   std::unordered_map<std::string, int> ranks;
