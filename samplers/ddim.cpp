@@ -6,6 +6,8 @@
 #include <string>
 
 #include "error.h"
+#include "samplers/discretisation.h"
+#include "samplers/parameterization.h"
 #include "samplers/sampler_factories.h"
 
 namespace lumen::samplers {
@@ -24,28 +26,10 @@ class DDIM : public Scheduler {
     if (steps <= 0 || steps > T)
       throw Error("DDIMScheduler", "steps must be in [1, " + std::to_string(T) + "], got " + std::to_string(steps));
     std::vector<int64_t> ts;
-    for (int64_t i = steps - 1; i >= 0; --i) {
-      switch (config_.spacing) {
-        case Spacing::Linspace:  // np.linspace(0, T-1, N).round(), half to even
-          ts.push_back(steps == 1 ? 0 : static_cast<int64_t>(std::nearbyint(i * (double(T - 1) / (steps - 1)))));
-          break;
-        case Spacing::Leading:
-          ts.push_back(i * (T / steps) + config_.steps_offset);
-          break;
-        case Spacing::Trailing:  // np.round(np.arange(T, 0, -T/N)) - 1
-          ts.push_back(static_cast<int64_t>(std::nearbyint(T - (steps - 1 - i) * (double(T) / steps))) - 1);
-          break;
-      }
-    }
+    for (double t : single_step_timesteps(config_, steps)) ts.push_back(static_cast<int64_t>(std::nearbyint(t)));
     for (int64_t t : ts)
       if (t < 0 || t >= T) throw Error("DDIMScheduler", "timestep " + std::to_string(t) + " is out of range");
-    if (config_.prediction == Prediction::Epsilon)
-      for (int64_t t : ts)
-        if (alpha(t) <= 0)
-          throw Error("DDIMScheduler",
-                      "zero terminal SNR needs v-prediction: timestep " + std::to_string(t) +
-                          " has alpha_cumprod 0, where an epsilon-prediction model cannot recover x0 "
-                          "(use prediction_type v_prediction, or a schedule without rescale_betas_zero_snr)");
+    refuse_epsilon_at_zero_snr(config_, alphas_cumprod_, ts, "DDIMScheduler");
     steps_ = steps;
     timesteps_ = torch::tensor(ts, torch::kLong);
   }
@@ -58,21 +42,8 @@ class DDIM : public Scheduler {
     const double a_t = alpha(t), a_prev = prev >= 0 ? alpha(prev) : final_alpha_;
     const double b_t = 1 - a_t;
 
-    torch::Tensor x0, eps;
-    switch (config_.prediction) {
-      case Prediction::Epsilon:
-        x0 = (x - std::sqrt(b_t) * model_output) / std::sqrt(a_t);
-        eps = model_output;
-        break;
-      case Prediction::Sample:
-        x0 = model_output;
-        eps = (x - std::sqrt(a_t) * x0) / std::sqrt(b_t);
-        break;
-      case Prediction::V:
-        x0 = std::sqrt(a_t) * x - std::sqrt(b_t) * model_output;
-        eps = std::sqrt(a_t) * model_output + std::sqrt(b_t) * x;
-        break;
-    }
+    auto x0 = predicted_x0(config_.prediction, model_output, x, std::sqrt(a_t), std::sqrt(b_t));
+    const auto eps = predicted_epsilon(config_.prediction, model_output, x, std::sqrt(a_t), std::sqrt(b_t));
     if (config_.clip_sample) x0 = x0.clamp(-config_.clip_sample_range, config_.clip_sample_range);
 
     // σ and the direction coefficient in float32, in the reference's order: with η = 1

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "error.h"
+#include "samplers/discretisation.h"
+#include "samplers/parameterization.h"
 #include "samplers/sampler_factories.h"
 
 namespace lumen::samplers {
@@ -17,8 +19,8 @@ class Euler : public Scheduler {
     if (!interpolation.is_null() && interpolation != "linear")
       throw Error("EulerDiscreteScheduler",
                   "interpolation_type " + interpolation.dump() + " is not supported (linear only)");
-    // As diffusers: keep σ_max finite on a zero-SNR schedule (ᾱ_T = 2⁻²⁴, σ_max ≈ 4096).
-    if (config_.zero_terminal_snr) alphas_cumprod_[-1] = std::ldexp(1.0, -24);
+    // As diffusers: keep σ_max finite on a zero-SNR schedule.
+    alphas_cumprod_ = alphas_cumprod_with_finite_end(config_);
   }
 
   void set_timesteps(int64_t steps) override {
@@ -26,20 +28,9 @@ class Euler : public Scheduler {
     if (steps <= 0 || steps > T)
       throw Error("EulerDiscreteScheduler",
                   "steps must be in [1, " + std::to_string(T) + "], got " + std::to_string(steps));
-    std::vector<double> ts;
-    for (int64_t i = steps - 1; i >= 0; --i) {
-      switch (config_.spacing) {
-        case Spacing::Linspace:  // float32 linspace(0, T-1, N), not rounded
-          ts.push_back(static_cast<float>(steps == 1 ? 0.0 : i * (double(T - 1) / (steps - 1))));
-          break;
-        case Spacing::Leading:
-          ts.push_back(double(i * (T / steps) + config_.steps_offset));
-          break;
-        case Spacing::Trailing:
-          ts.push_back(std::nearbyint(T - (steps - 1 - i) * (double(T) / steps)) - 1);
-          break;
-      }
-    }
+    std::vector<double> ts = single_step_timesteps(config_, steps);
+    if (config_.spacing == Spacing::Linspace)  // float32, not rounded
+      for (double& t : ts) t = static_cast<float>(t);
     for (double t : ts)
       if (t < 0 || t > T - 1)
         throw Error("EulerDiscreteScheduler", "timestep " + std::to_string(t) + " is out of range");
@@ -53,9 +44,9 @@ class Euler : public Scheduler {
       sigmas.push_back(s[j] + (s[j + 1] - s[j]) * (t - j));
     }
     if (config_.use_karras_sigmas) {
-      sigmas = karras(sigmas.back(), sigmas.front(), steps);
-      const auto log_grid = ((1 - alphas_cumprod_) / alphas_cumprod_).sqrt().log().to(torch::kDouble).contiguous();
-      for (size_t k = 0; k < sigmas.size(); ++k) ts[k] = sigma_to_t(sigmas[k], log_grid.data_ptr<double>(), T);
+      sigmas = karras_sigmas(sigmas.back(), sigmas.front(), steps);
+      const auto log_sigmas = log_of(((1 - alphas_cumprod_) / alphas_cumprod_).sqrt());
+      for (size_t k = 0; k < sigmas.size(); ++k) ts[k] = sigma_to_t(sigmas[k], log_sigmas);
     }
     sigmas.push_back(0.0);
     timesteps_ = torch::tensor(ts, torch::kDouble).to(torch::kFloat);
@@ -75,50 +66,15 @@ class Euler : public Scheduler {
 
   StepResult step(const torch::Tensor& model_output, int64_t i, const torch::Tensor& x, at::Generator*) override {
     const double sigma = sigma_at(i), sigma_next = sigma_at(i + 1);
-    auto x0 = denoised(model_output, x, sigma, config_.prediction);
+    auto x0 = denoised_at_sigma(config_.prediction, model_output, x, sigma);
     auto derivative = (x - x0) / sigma;
     return {x + derivative * (sigma_next - sigma), x0, {}};
-  }
-
-  // x0 from the model output at noise level σ (k-diffusion's denoiser view).
-  static torch::Tensor denoised(const torch::Tensor& out, const torch::Tensor& x, double sigma, Prediction p) {
-    switch (p) {
-      case Prediction::Epsilon:
-        return x - sigma * out;
-      case Prediction::V:
-        return out * (-sigma / std::sqrt(sigma * sigma + 1)) + x / (sigma * sigma + 1);
-      case Prediction::Sample:
-        break;
-    }
-    return out;
   }
 
  private:
   double sigma_at(int64_t i) const {
     if (!sigmas_.defined()) throw Error("EulerDiscreteScheduler", "set_timesteps() must be called first");
     return sigmas_[i].item<double>();
-  }
-
-  // Karras et al. (2022) eq. 5 with ρ = 7, from σ_max down to σ_min.
-  static std::vector<double> karras(double sigma_min, double sigma_max, int64_t steps) {
-    const double rho = 7.0, lo = std::pow(sigma_min, 1 / rho), hi = std::pow(sigma_max, 1 / rho);
-    std::vector<double> out;
-    for (int64_t k = 0; k < steps; ++k) {
-      const double ramp = steps == 1 ? 0.0 : k * (1.0 / (steps - 1));
-      out.push_back(std::pow(hi + ramp * (lo - hi), rho));
-    }
-    return out;
-  }
-
-  // The fractional training timestep of σ: linear in log σ between grid points.
-  static double sigma_to_t(double sigma, const double* log_sigmas, int64_t T) {
-    const double log_sigma = std::log(std::max(sigma, 1e-10));
-    int64_t low = 0;
-    for (int64_t j = 0; j < T; ++j)
-      if (log_sigma - log_sigmas[j] >= 0) low = j;
-    low = std::min(low, T - 2);
-    const double w = std::clamp((log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[low + 1]), 0.0, 1.0);
-    return (1 - w) * low + w * (low + 1);
   }
 };
 

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "error.h"
+#include "samplers/parameterization.h"
 #include "samplers/sampler_factories.h"
 
 namespace lumen::samplers {
@@ -31,18 +32,7 @@ class EulerAncestral : public Scheduler {
                   at::Generator* generator) override {
     if (!sigmas_.defined()) throw Error("EulerAncestralDiscreteScheduler", "set_timesteps() must be called first");
     const double sigma = sigmas_[i].item<double>(), sigma_next = sigmas_[i + 1].item<double>();
-    torch::Tensor x0;
-    switch (config_.prediction) {
-      case Prediction::Epsilon:
-        x0 = x - sigma * model_output;
-        break;
-      case Prediction::V:
-        x0 = model_output * (-sigma / std::sqrt(sigma * sigma + 1)) + x / (sigma * sigma + 1);
-        break;
-      case Prediction::Sample:
-        x0 = model_output;
-        break;
-    }
+    const auto x0 = denoised_at_sigma(config_.prediction, model_output, x, sigma);
     const double sigma_up =
         std::sqrt(sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next) / (sigma * sigma));
     const double sigma_down = std::sqrt(std::max(0.0, sigma_next * sigma_next - sigma_up * sigma_up));

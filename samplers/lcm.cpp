@@ -5,6 +5,7 @@
 #include <string>
 
 #include "error.h"
+#include "samplers/parameterization.h"
 #include "samplers/sampler_factories.h"
 
 namespace lumen::samplers {
@@ -41,13 +42,7 @@ class LCM : public Scheduler {
       const auto index = static_cast<int64_t>(std::floor(i * (double(original_steps_) / steps)));
       ts.push_back((original_steps_ - index) * k - 1);
     }
-    if (config_.prediction == Prediction::Epsilon)
-      for (int64_t t : ts)
-        if (alpha(t) <= 0)
-          throw Error("LCMScheduler",
-                      "zero terminal SNR needs v-prediction: timestep " + std::to_string(t) +
-                          " has alpha_cumprod 0, where an epsilon-prediction model cannot recover x0 "
-                          "(use prediction_type v_prediction, or a schedule without rescale_betas_zero_snr)");
+    refuse_epsilon_at_zero_snr(config_, alphas_cumprod_, ts, "LCMScheduler");
     timesteps_ = torch::tensor(ts, torch::kLong);
   }
 
@@ -63,18 +58,7 @@ class LCM : public Scheduler {
     const double c_skip = sigma_data * sigma_data / (scaled * scaled + sigma_data * sigma_data);
     const double c_out = scaled / std::sqrt(scaled * scaled + sigma_data * sigma_data);
 
-    torch::Tensor x0;
-    switch (config_.prediction) {
-      case Prediction::Epsilon:
-        x0 = (x - std::sqrt(b_t) * model_output) / std::sqrt(a_t);
-        break;
-      case Prediction::Sample:
-        x0 = model_output;
-        break;
-      case Prediction::V:
-        x0 = std::sqrt(a_t) * x - std::sqrt(b_t) * model_output;
-        break;
-    }
+    auto x0 = predicted_x0(config_.prediction, model_output, x, std::sqrt(a_t), std::sqrt(b_t));
     if (config_.clip_sample) x0 = x0.clamp(-config_.clip_sample_range, config_.clip_sample_range);
     auto denoised = c_out * x0 + c_skip * x;
     if (i == steps - 1) return {denoised, {}, denoised};

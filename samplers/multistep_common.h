@@ -1,18 +1,17 @@
 // Schedule helpers shared by the multistep solvers (DPM-Solver++, UniPC):
 // their timestep spacing, Karras sigmas and per-step noise levels, computed
-// as diffusers computes them. Defined in dpm_solver.cpp.
+// as diffusers computes them. Defined in discretisation.cpp.
 #pragma once
 #include <torch/torch.h>
 
 #include <string>
 #include <vector>
 
+#include "samplers/discretisation.h"
 #include "samplers/scheduler.h"
 
 namespace lumen::samplers::multistep {
 
-// ᾱ with the last entry clamped to 2^-24 under zero terminal SNR (σ_max ≈ 4096).
-torch::Tensor alphas_cumprod_for_multistep(const ScheduleConfig& config);
 torch::Tensor train_sigmas(const torch::Tensor& alphas_cumprod);  // √((1-ᾱ)/ᾱ)
 void check_steps(const ScheduleConfig& config, int64_t steps, const std::string& who);
 std::vector<int64_t> spaced_timesteps(const ScheduleConfig& config, int64_t steps, int64_t last_timestep,

@@ -7,6 +7,8 @@
 #include <string>
 
 #include "error.h"
+#include "samplers/discretisation.h"
+#include "samplers/parameterization.h"
 #include "samplers/sampler_factories.h"
 
 namespace lumen::samplers {
@@ -26,33 +28,18 @@ class PLMS : public Scheduler {
     const int64_t T = config_.num_train_timesteps;
     if (steps <= 0 || steps > T)
       throw Error("PNDMScheduler", "steps must be in [1, " + std::to_string(T) + "], got " + std::to_string(steps));
-    std::vector<int64_t> up;  // ascending
-    for (int64_t i = 0; i < steps; ++i) {
-      switch (config_.spacing) {
-        case Spacing::Linspace:
-          up.push_back(steps == 1 ? 0 : static_cast<int64_t>(std::nearbyint(i * (double(T - 1) / (steps - 1)))));
-          break;
-        case Spacing::Leading:
-          up.push_back(i * (T / steps) + config_.steps_offset);
-          break;
-        case Spacing::Trailing:
-          up.push_back(static_cast<int64_t>(std::nearbyint(T - (steps - 1 - i) * (double(T) / steps))) - 1);
-          break;
-      }
-    }
     // Descending, with the second timestep repeated.
-    std::vector<int64_t> ts(up.rbegin(), up.rend());
+    std::vector<int64_t> ts;
+    for (double t : single_step_timesteps(config_, steps)) ts.push_back(static_cast<int64_t>(std::nearbyint(t)));
     if (steps > 1) ts.insert(ts.begin() + 1, ts[1]);
     stride_ = T / steps;
+    std::vector<int64_t> stepped_from;
     for (size_t i = 0; i < ts.size(); ++i) {
-      const int64_t t = current_timestep(ts, i);
-      if (t < 0 || t >= T) throw Error("PNDMScheduler", "timestep " + std::to_string(t) + " is out of range");
-      if (config_.prediction == Prediction::Epsilon && alpha(t) <= 0)
-        throw Error("PNDMScheduler",
-                    "zero terminal SNR needs v-prediction: timestep " + std::to_string(t) +
-                        " has alpha_cumprod 0, where an epsilon-prediction model cannot recover x0 "
-                        "(use prediction_type v_prediction, or a schedule without rescale_betas_zero_snr)");
+      stepped_from.push_back(current_timestep(ts, i));
+      if (stepped_from.back() < 0 || stepped_from.back() >= T)
+        throw Error("PNDMScheduler", "timestep " + std::to_string(stepped_from.back()) + " is out of range");
     }
+    refuse_epsilon_at_zero_snr(config_, alphas_cumprod_, stepped_from, "PNDMScheduler");
     timesteps_ = torch::tensor(ts, torch::kLong);
     outputs_.clear();
   }
@@ -98,14 +85,8 @@ class PLMS : public Scheduler {
   // rearranged so that v-prediction stays finite where ᾱ_t = 0 (zero SNR).
   torch::Tensor ddim_step(const torch::Tensor& out, const torch::Tensor& x, int64_t t, int64_t prev) const {
     const double a_t = alpha(t), a_prev = prev >= 0 ? alpha(prev) : final_alpha_;
-    torch::Tensor x0, eps;
-    if (config_.prediction == Prediction::V) {
-      x0 = std::sqrt(a_t) * x - std::sqrt(1 - a_t) * out;
-      eps = std::sqrt(a_t) * out + std::sqrt(1 - a_t) * x;
-    } else {
-      x0 = (x - std::sqrt(1 - a_t) * out) / std::sqrt(a_t);
-      eps = out;
-    }
+    const auto x0 = predicted_x0(config_.prediction, out, x, std::sqrt(a_t), std::sqrt(1 - a_t));
+    const auto eps = predicted_epsilon(config_.prediction, out, x, std::sqrt(a_t), std::sqrt(1 - a_t));
     return std::sqrt(a_prev) * x0 + std::sqrt(1 - a_prev) * eps;
   }
 

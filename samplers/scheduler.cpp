@@ -64,13 +64,15 @@ std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const Schedul
   throw Error("sampler '" + name + "'", "unknown; known samplers: " + known);
 }
 
-torch::Tensor sample(Scheduler& scheduler, const Denoiser& denoise, const torch::Tensor& noise,
-                     at::Generator* generator, const StepCallback& on_step) {
+torch::Tensor run_steps(Scheduler& scheduler, const Denoiser& denoise, torch::Tensor x, int64_t start,
+                        at::Generator* generator, const StepCallback& on_step) {
   const auto& timesteps = scheduler.timesteps();
   if (!timesteps.defined() || timesteps.numel() == 0)
-    throw Error("sampler", "set_timesteps() must be called before sample()");
-  auto x = noise * scheduler.init_noise_sigma();
-  for (int64_t i = 0; i < timesteps.size(0); ++i) {
+    throw Error("sampler", "set_timesteps() must be called before sampling");
+  if (start < 0 || start >= timesteps.size(0))
+    throw Error("sampler", "start step " + std::to_string(start) + " is outside the " +
+                               std::to_string(timesteps.size(0)) + " steps");
+  for (int64_t i = start; i < timesteps.size(0); ++i) {
     // The denoiser gets the timestep as a float32 scalar, as a UNet takes it.
     const auto t = timesteps[i].to(torch::kFloat);
     const auto model_output = denoise(scheduler.scale_model_input(x, i), t);
@@ -79,6 +81,12 @@ torch::Tensor sample(Scheduler& scheduler, const Denoiser& denoise, const torch:
     x = std::move(result.prev_sample);
   }
   return x;
+}
+
+torch::Tensor sample(Scheduler& scheduler, const Denoiser& denoise, const torch::Tensor& noise,
+                     at::Generator* generator, const StepCallback& on_step) {
+  if (!scheduler.timesteps().defined()) throw Error("sampler", "set_timesteps() must be called before sample()");
+  return run_steps(scheduler, denoise, noise * scheduler.init_noise_sigma(), 0, generator, on_step);
 }
 
 }  // namespace lumen::samplers

@@ -82,10 +82,17 @@ class Scheduler {
 std::unique_ptr<Scheduler> make_scheduler(const std::string& name, const ScheduleConfig& config);
 std::vector<std::string> known_sampler_names();
 
-// The whole loop: x = noise · init_noise_sigma, then per timestep
-// x = step(denoise(scale_model_input(x), t), x). Returns the final sample.
+// The one sampling loop (txt2img, img2img, inpainting, training samples):
+// per timestep from `start`, x = step(denoise(scale_model_input(x), t), x).
+// `x` must already be at step `start`'s noise level. `on_step` sees each
+// result and may replace its prev_sample (inpainting keeps the unmasked area
+// on the original image's trajectory). Returns the final sample.
 using Denoiser = std::function<torch::Tensor(const torch::Tensor& model_input, const torch::Tensor& timestep)>;
-using StepCallback = std::function<void(int64_t step_index, const StepResult& result)>;
+using StepCallback = std::function<void(int64_t step_index, StepResult& result)>;
+torch::Tensor run_steps(Scheduler& scheduler, const Denoiser& denoise, torch::Tensor x, int64_t start,
+                        at::Generator* generator, const StepCallback& on_step = {});
+
+// From pure noise: run_steps(noise · init_noise_sigma, from step 0).
 torch::Tensor sample(Scheduler& scheduler, const Denoiser& denoise, const torch::Tensor& noise,
                      at::Generator* generator, const StepCallback& on_step = {});
 

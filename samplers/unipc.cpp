@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "samplers/multistep_common.h"
+#include "samplers/parameterization.h"
 #include "samplers/sampler_factories.h"
 #include "samplers/scheduler.h"
 
@@ -63,7 +64,7 @@ class UniPCMultistep final : public Scheduler {
     if (final_sigmas != "zero" && final_sigmas != "sigma_min")
       throw Error(kWho, "final_sigmas_type '" + final_sigmas + "' is not one of: zero, sigma_min");
     final_sigma_zero_ = final_sigmas == "zero";
-    alphas_cumprod_ = multistep::alphas_cumprod_for_multistep(c);
+    alphas_cumprod_ = alphas_cumprod_with_finite_end(c);
   }
 
   void set_timesteps(int64_t steps) override {
@@ -117,26 +118,8 @@ class UniPCMultistep final : public Scheduler {
   torch::Tensor convert_model_output(const torch::Tensor& model_output, const torch::Tensor& sample,
                                      int64_t i) const {
     const NoiseLevel s(sigmas_[i]);
-    if (predict_x0_) {
-      switch (config_.prediction) {
-        case Prediction::Epsilon:
-          return (sample - s.sigma * model_output) / s.alpha;
-        case Prediction::V:
-          return s.alpha * sample - s.sigma * model_output;
-        case Prediction::Sample:
-          return model_output;
-      }
-    } else {
-      switch (config_.prediction) {
-        case Prediction::Epsilon:
-          return model_output;
-        case Prediction::V:
-          return s.alpha * model_output + s.sigma * sample;
-        case Prediction::Sample:
-          return (sample - s.alpha * model_output) / s.sigma;
-      }
-    }
-    return {};
+    return predict_x0_ ? predicted_x0(config_.prediction, model_output, sample, s.alpha, s.sigma)
+                       : predicted_epsilon(config_.prediction, model_output, sample, s.alpha, s.sigma);
   }
 
   // The B(h)-dependent coefficients shared by UniP and UniC: with hh = ∓h,

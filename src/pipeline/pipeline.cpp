@@ -26,14 +26,14 @@ void check_size_factor(const GenerationOptions& o, int64_t factor) {
   }
 }
 
-// √ᾱ and √(1−ᾱ) at step `index`, for converting ε to v.
-std::pair<double, double> signal_noise(const samplers::Scheduler& s, int64_t index) {
-  const int64_t t = std::llround(s.timesteps()[index].item<double>());
+// √ᾱ and √(1−ᾱ) at timestep t, for converting ε to v.
+std::pair<double, double> signal_noise(const samplers::Scheduler& s, const torch::Tensor& timestep) {
+  const int64_t t = std::llround(timestep.item<double>());
   const double a = s.alphas_cumprod()[std::clamp<int64_t>(t, 0, s.alphas_cumprod().size(0) - 1)].item<double>();
   return {std::sqrt(a), std::sqrt(1 - a)};
 }
 
-torch::Tensor guide(const samplers::Scheduler& s, int64_t index, const torch::Tensor& uncond,
+torch::Tensor guide(const samplers::Scheduler& s, const torch::Tensor& timestep, const torch::Tensor& uncond,
                     const torch::Tensor& cond, const torch::Tensor& x_in, const GenerationOptions& o) {
   auto guided = samplers::classifier_free_guidance(uncond, cond, o.cfg_scale);
   if (o.guidance_rescale <= 0) return guided;
@@ -43,7 +43,7 @@ torch::Tensor guide(const samplers::Scheduler& s, int64_t index, const torch::Te
   if (prediction != samplers::Prediction::Epsilon)
     throw Error("guidance rescale", "v-space rescale needs an ε- or v-prediction model");
   // ε → v = (ε − √(1−ᾱ)·x)/√ᾱ, rescale, and back: ε = √ᾱ·v + √(1−ᾱ)·x.
-  auto [sa, sn] = signal_noise(s, index);
+  auto [sa, sn] = signal_noise(s, timestep);
   auto to_v = [&](const torch::Tensor& eps) { return (eps - sn * x_in) / sa; };
   auto v = samplers::rescale_guidance(to_v(guided), to_v(cond), o.guidance_rescale);
   return sa * v + sn * x_in;
@@ -199,24 +199,22 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
     latents = noise * scheduler->init_noise_sigma();
   }
 
-  for (int64_t i = start; i < total; ++i) {
-    auto x = cfg ? torch::cat({latents, latents}) : latents;
-    auto x_in = scheduler->scale_model_input(x, i);
-    auto t = r.timesteps[i].to(torch::kFloat);
-    auto out = unet->forward(x_in.to(dtype), t, context, added).to(torch::kFloat);
-    torch::Tensor guided = out;
-    if (cfg) {
-      auto parts = out.chunk(2);
-      guided = guide(*scheduler, i, parts[0], parts[1], x_in.chunk(2)[0], o);
-    }
-    latents = scheduler->step(guided, i, latents, &gen).prev_sample;
+  // Classifier-free guidance in one batched UNet call.
+  auto denoise = [&](const torch::Tensor& x_in, const torch::Tensor& t) {
+    auto out = unet->forward((cfg ? torch::cat({x_in, x_in}) : x_in).to(dtype), t, context, added).to(torch::kFloat);
+    if (!cfg) return out;
+    auto parts = out.chunk(2);
+    return guide(*scheduler, t, parts[0], parts[1], x_in, o);
+  };
+  auto after_step = [&](int64_t i, samplers::StepResult& step) {
     if (mask.defined()) {
       // Keep the unmasked area on the original image's noise trajectory.
       auto known = i + 1 < total ? add_noise(*scheduler, clean, noise, i + 1) : clean;
-      latents = (1 - mask) * known + mask * latents;
+      step.prev_sample = (1 - mask) * known + mask * step.prev_sample;
     }
-    if (o.on_step) o.on_step(i, total, latents);
-  }
+    if (o.on_step) o.on_step(i, total, step.prev_sample);
+  };
+  latents = samplers::run_steps(*scheduler, denoise, latents, start, &gen, after_step);
   r.latents = latents;
   auto decoded = vae->decode(vae->from_model_latents(latents).to(dtype)).to(torch::kFloat);
   r.images = (decoded / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous();
