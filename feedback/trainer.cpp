@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "datasets.h"
+#include "distributed.h"
 #include "error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors_torch.h"
@@ -123,7 +124,9 @@ std::string latest_checkpoint(const std::string& dir) {
 class MetricsLog {
  public:
   // Keeps the lines of steps ≤ `keep_until` (a resumed run rewrites what came after).
+  // An empty path logs nothing (the ranks other than 0 of a data-parallel run).
   MetricsLog(std::string path, int64_t keep_until) : path_(std::move(path)) {
+    if (path_.empty()) return;
     std::ifstream in(path_);
     std::string line, kept;
     while (std::getline(in, line)) {
@@ -141,12 +144,14 @@ class MetricsLog {
     if (!out_) throw Error(path_, "cannot write the metrics log");
   }
   void write(const json& record) {
+    if (path_.empty()) return;
     out_ << record.dump() << "\n";
     out_.flush();
     remember(record);
   }
   // The loss panel always; a judged panel once its metric has been logged.
   void plot(const std::string& png) const {
+    if (path_.empty()) return;
     std::vector<Series> series;
     std::vector<bool> log_y;
     for (const Curve& c : curves_) {
@@ -228,6 +233,14 @@ void print_progress(bool enabled, int64_t step, int64_t steps, double loss, doub
 
 TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   if (recipe.threads > 0) set_threads(recipe.threads);
+  // Several processes (torchrun's variables): rank r draws the data of stream
+  // step·world + r; only rank 0 writes the run folder.
+  const LaunchEnv launch = launch_env_from_environment();
+  const bool writer = launch.rank == 0;
+  const auto world = static_cast<int64_t>(launch.world_size);
+  if (launch.distributed() && recipe.task == Task::Feedback)
+    throw Error(recipe.file, "feedback recipes do not run data-parallel yet (WORLD_SIZE=" +
+                                 std::to_string(launch.world_size) + "); run one process");
   const std::string out = recipe.output;
   const std::string ckpt_dir = out + "/checkpoints";
   const std::string resume_from = latest_checkpoint(ckpt_dir);
@@ -237,22 +250,26 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   // Data and models first: a recipe that cannot start must not leave a run folder behind.
   auto dataset = make_dataset(recipe.dataset);
   auto objective = make_objective(recipe, *dataset);
-  fs::create_directories(ckpt_dir);
-  fs::create_directories(out + "/samples");
-
-  const std::string recipe_text = read_text(recipe.file);
-  if (!fs::exists(out + "/recipe.yaml")) {
-    write_text_atomically(out + "/recipe.yaml", recipe_text);
-  } else if (read_text(out + "/recipe.yaml") != recipe_text) {
-    std::fprintf(stderr, "warning: %s differs from the recipe this run started with (%s/recipe.yaml)\n",
-                 recipe.file.c_str(), out.c_str());
-  }
-
   const NamedTensors params = objective->trainable();
   std::vector<torch::Tensor> tensors;
   for (const auto& [name, p] : params) {
     p.set_requires_grad(true);
     tensors.push_back(p);
+  }
+  // The rendezvous: every rank has passed the checks above before rank 0 writes.
+  std::unique_ptr<DataParallel> parallel;
+  if (launch.distributed()) parallel = std::make_unique<DataParallel>(launch, tensors);
+
+  const std::string recipe_text = read_text(recipe.file);
+  if (writer) {
+    fs::create_directories(ckpt_dir);
+    fs::create_directories(out + "/samples");
+    if (!fs::exists(out + "/recipe.yaml")) {
+      write_text_atomically(out + "/recipe.yaml", recipe_text);
+    } else if (read_text(out + "/recipe.yaml") != recipe_text) {
+      std::fprintf(stderr, "warning: %s differs from the recipe this run started with (%s/recipe.yaml)\n",
+                   recipe.file.c_str(), out.c_str());
+    }
   }
   const auto& o = recipe.optimizer;
   torch::optim::AdamW optimizer(
@@ -272,9 +289,10 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     objective->load_state(resume_from);
     std::fprintf(stderr, "resuming %s from step %lld\n", out.c_str(), static_cast<long long>(result.first_step));
   }
-  MetricsLog metrics_log(out + "/metrics.jsonl", result.first_step);
+  if (parallel) parallel->broadcast_parameters();
+  MetricsLog metrics_log(writer ? out + "/metrics.jsonl" : "", result.first_step);
 
-  const bool progress = options.progress && ::isatty(STDERR_FILENO);
+  const bool progress = writer && options.progress && ::isatty(STDERR_FILENO);
   auto with_eval_weights = [&](auto fn) {
     if (ema) ema->with_weights(params, fn);
     else fn();
@@ -310,8 +328,9 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   while (step < stop_at) {
     const double lr = learning_rate(o, step, recipe.steps);
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    auto gen = at::detail::createCPUGenerator(mix_seed(recipe.seed, static_cast<uint64_t>(step), 1));
-    const Batch batch = dataset->batch(recipe.seed, step, recipe.batch_size);
+    const int64_t stream = step * world + launch.rank;  // = step in one process
+    auto gen = at::detail::createCPUGenerator(mix_seed(recipe.seed, static_cast<uint64_t>(stream), 1));
+    const Batch batch = dataset->batch(recipe.seed, stream, recipe.batch_size);
     Metrics metrics;
     optimizer.zero_grad();
     torch::Tensor loss;
@@ -319,11 +338,14 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
       AutocastScope autocast(recipe.precision == "bf16");
       loss = objective->loss(batch, gen, metrics);
     }
-    const double loss_value = loss.item<double>();
+    // Over all ranks, so that every rank stops together on a non-finite loss.
+    const double loss_value = parallel ? parallel->mean(loss.item<double>()) : loss.item<double>();
     if (!std::isfinite(loss_value))
       throw Error(out, "the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step + 1) +
                            " (lower optimizer.lr or raise warmup_steps; the last checkpoint is kept)");
+    if (parallel) parallel->prepare_backward();
     loss.backward();
+    if (parallel) parallel->finish_backward();
     double grad_norm = 0;
     if (o.grad_clip > 0) grad_norm = torch::nn::utils::clip_grad_norm_(tensors, o.grad_clip);
     optimizer.step();
@@ -353,19 +375,23 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
       window_count = 0;
       window_metrics.clear();
     }
-    if (recipe.sample.every > 0 && (step % recipe.sample.every == 0 || step == recipe.steps)) {
+    if (writer && recipe.sample.every > 0 && (step % recipe.sample.every == 0 || step == recipe.steps)) {
       Metrics sampled;
       with_eval_weights([&] { objective->sample(out + "/samples/" + step_name(step) + ".png", sampled); });
       json record{{"step", step}};
       for (const auto& [k, v] : sampled) record[k] = v;
       metrics_log.write(record);
     }
-    if (step % recipe.checkpoint_every == 0 || step == stop_at) save_checkpoint(step, previous_seconds + elapsed);
+    if (writer && (step % recipe.checkpoint_every == 0 || step == stop_at))
+      save_checkpoint(step, previous_seconds + elapsed);
   }
   result.last_step = step;
   result.seconds = now_seconds() - start;
   result.total_seconds = previous_seconds + result.seconds;
-  if (step >= recipe.steps) {
+  if (step >= recipe.steps && !writer) {
+    result.finished = true;
+    result.final_folder = out + "/final";
+  } else if (step >= recipe.steps) {
     const std::string final_dir = out + "/final", tmp = out + "/final.tmp";
     fs::remove_all(tmp);
     fs::create_directories(tmp);

@@ -10,6 +10,7 @@ packages=(
   libopencv-dev libstb-dev libpng-dev libssl-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libicu-dev
   libgtest-dev libbenchmark-dev
+  libgloo-dev                           # c10d's Gloo backend: data-parallel training
   clang libclang-rt-14-dev              # libFuzzer and the sanitizers for fuzz/ (scripts/fuzz.sh)
 )
 missing=()

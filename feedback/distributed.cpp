@@ -1,0 +1,171 @@
+#include "distributed.h"
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+
+#include "error.h"
+
+namespace lumen::train {
+namespace {
+
+// An integer environment variable in [lo, hi]; `fallback` when unset.
+int env_int(const char* name, int fallback, int lo, int hi) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return fallback;
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (*end != '\0' || value < lo || value > hi)
+    throw Error(std::string("environment variable ") + name + "=" + text,
+                "must be a whole number in " + std::to_string(lo) + ".." + std::to_string(hi));
+  return static_cast<int>(value);
+}
+
+// Gloo's network device: the interface named by GLOO_SOCKET_IFNAME (as
+// PyTorch), loopback for a group on one machine, else the host's address.
+std::shared_ptr<::gloo::transport::Device> gloo_device(const std::string& master_addr) {
+  if (const char* name = std::getenv("GLOO_SOCKET_IFNAME"); name && *name)
+    return c10d::ProcessGroupGloo::createDeviceForInterface(name);
+  if (master_addr == "localhost" || master_addr.rfind("127.", 0) == 0)
+    return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+
+}  // namespace
+
+LaunchEnv launch_env_from_environment() {
+  LaunchEnv env;
+  env.world_size = env_int("WORLD_SIZE", 1, 1, 4096);
+  env.rank = env_int("RANK", 0, 0, 4095);
+  env.local_rank = env_int("LOCAL_RANK", env.rank, 0, 4095);
+  env.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
+  if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) env.master_addr = addr;
+  if (env.rank >= env.world_size)
+    throw Error("environment variable RANK=" + std::to_string(env.rank),
+                "must be below WORLD_SIZE=" + std::to_string(env.world_size));
+  return env;
+}
+
+DataParallel::DataParallel(const LaunchEnv& env, std::vector<torch::Tensor> parameters, size_t bucket_bytes,
+                           std::chrono::seconds timeout)
+    : env_(env), parameters_(std::move(parameters)) {
+  c10d::TCPStoreOptions store_options;
+  store_options.port = static_cast<uint16_t>(env_.master_port);
+  store_options.isServer = env_.rank == 0;
+  store_options.numWorkers = static_cast<size_t>(env_.world_size);
+  store_options.timeout = timeout;
+  try {
+    store_ = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, store_options);
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    options->devices.push_back(gloo_device(env_.master_addr));
+    group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, env_.rank, env_.world_size, options);
+  } catch (const std::exception& e) {
+    throw Error("rendezvous at " + env_.master_addr + ":" + std::to_string(env_.master_port) + " (rank " +
+                    std::to_string(env_.rank) + " of " + std::to_string(env_.world_size) + ")",
+                e.what());
+  }
+
+  // Buckets in reverse parameter order: backward reaches the last layers first.
+  bucket_of_.assign(parameters_.size(), 0);
+  size_t bytes = bucket_bytes;  // start a new bucket at once
+  for (size_t k = parameters_.size(); k-- > 0;) {
+    const auto& p = parameters_[k];
+    if (p.scalar_type() != torch::kFloat)
+      throw Error("data-parallel training", "parameters must be float32 (bf16 runs use autocast)");
+    const size_t size = static_cast<size_t>(p.numel()) * sizeof(float);
+    if (buckets_.empty() || bytes + size > bucket_bytes) {
+      buckets_.emplace_back();
+      bytes = 0;
+    }
+    Bucket& b = buckets_.back();
+    b.offsets.push_back(b.members.empty() ? 0 : b.offsets.back() + parameters_[b.members.back()].numel());
+    b.members.push_back(k);
+    bucket_of_[k] = buckets_.size() - 1;
+    bytes += size;
+  }
+  for (auto& b : buckets_) {
+    const int64_t n = b.offsets.back() + parameters_[b.members.back()].numel();
+    b.flat = torch::zeros({n}, torch::kFloat);
+  }
+  seen_.assign(parameters_.size(), false);
+  for (size_t k = 0; k < parameters_.size(); ++k)
+    hooks_.push_back(parameters_[k].register_hook([this, k](torch::Tensor grad) { on_gradient(k, grad); }));
+}
+
+DataParallel::~DataParallel() {
+  for (size_t k = 0; k < hooks_.size(); ++k) parameters_[k].remove_hook(hooks_[k]);
+}
+
+void DataParallel::broadcast_parameters() {
+  torch::NoGradGuard no_grad;
+  for (auto& p : parameters_) {
+    std::vector<torch::Tensor> one{p.data()};
+    group_->broadcast(one)->wait();
+  }
+}
+
+void DataParallel::prepare_backward() {
+  for (auto& b : buckets_) {
+    b.flat.zero_();
+    b.ready = 0;
+    b.launched = false;
+    b.work.reset();
+  }
+  seen_.assign(parameters_.size(), false);
+  next_launch_ = 0;
+}
+
+void DataParallel::on_gradient(size_t parameter, const torch::Tensor& grad) {
+  if (seen_[parameter]) throw Error("data-parallel training", "a parameter received two gradients in one backward pass");
+  seen_[parameter] = true;
+  Bucket& b = buckets_[bucket_of_[parameter]];
+  size_t slot = 0;
+  while (b.members[slot] != parameter) ++slot;
+  {
+    torch::NoGradGuard no_grad;
+    b.flat.narrow(0, b.offsets[slot], grad.numel()).copy_(grad.reshape({-1}));
+  }
+  if (++b.ready == b.members.size()) launch_ready_buckets();
+}
+
+// Starts every full bucket whose predecessors have started: all ranks then
+// issue their all-reduces in the same order.
+void DataParallel::launch_ready_buckets() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_].ready == buckets_[next_launch_].members.size())
+    launch(buckets_[next_launch_++]);
+}
+
+void DataParallel::launch(Bucket& bucket) {
+  std::vector<torch::Tensor> one{bucket.flat};
+  bucket.work = group_->allreduce(one);
+  bucket.launched = true;
+}
+
+void DataParallel::finish_backward() {
+  launched_during_backward_ = next_launch_;
+  // Parameters this rank did not use: their zeros are already in the bucket.
+  while (next_launch_ < buckets_.size()) launch(buckets_[next_launch_++]);
+  torch::NoGradGuard no_grad;
+  const double scale = 1.0 / env_.world_size;
+  for (auto& b : buckets_) {
+    b.work->wait();
+    b.flat.mul_(scale);
+    for (size_t slot = 0; slot < b.members.size(); ++slot) {
+      auto& p = parameters_[b.members[slot]];
+      auto mean = b.flat.narrow(0, b.offsets[slot], p.numel()).view(p.sizes());
+      if (p.grad().defined())
+        p.mutable_grad().copy_(mean);
+      else
+        p.mutable_grad() = mean.clone();
+    }
+  }
+}
+
+double DataParallel::mean(double value) {
+  std::vector<torch::Tensor> one{torch::tensor({value}, torch::kDouble)};
+  group_->allreduce(one)->wait();
+  return one[0].item<double>() / env_.world_size;
+}
+
+}  // namespace lumen::train

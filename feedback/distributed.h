@@ -1,0 +1,88 @@
+// Data-parallel training on LibTorch's own c10d, launched the way torchrun
+// launches PyTorch jobs (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR,
+// MASTER_PORT): TCPStore rendezvous, Gloo on CPU.
+//
+// Gradients are averaged as PyTorch's DDP reducer does it: parameters are
+// packed into buckets (in reverse order, the order backward reaches them), a
+// hook on each parameter copies its gradient into its bucket, and a full
+// bucket's all-reduce starts at once, so communication overlaps the rest of
+// the backward pass. Buckets are launched in index order on every rank, as
+// collectives must match.
+#pragma once
+#include <torch/torch.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace c10d {
+class ProcessGroup;
+class Store;
+class Work;
+}  // namespace c10d
+
+namespace lumen::train {
+
+struct LaunchEnv {
+  int world_size = 1, rank = 0, local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  bool distributed() const { return world_size > 1; }
+};
+
+// The torchrun variables from the environment; none set means one process.
+// Malformed or inconsistent values are a lumen::Error naming the variable.
+LaunchEnv launch_env_from_environment();
+
+class DataParallel {
+ public:
+  // Joins the group: returns once every rank has connected (or throws after `timeout`).
+  DataParallel(const LaunchEnv& env, std::vector<torch::Tensor> parameters, size_t bucket_bytes = 25u << 20,
+               std::chrono::seconds timeout = std::chrono::minutes(30));
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  int rank() const { return env_.rank; }
+  int world_size() const { return env_.world_size; }
+  size_t bucket_count() const { return buckets_.size(); }
+  // Buckets whose all-reduce had started before the last finish_backward():
+  // the communication that overlapped the backward pass.
+  size_t launched_during_backward() const { return launched_during_backward_; }
+
+  // Rank 0's parameter values to every rank, so all start equal.
+  void broadcast_parameters();
+  // Before each backward pass: empties the buckets.
+  void prepare_backward();
+  // After it: launches what is left (a parameter without a gradient counts as
+  // zero), waits, and sets every parameter's grad to the mean over ranks.
+  void finish_backward();
+  // The mean of a number over ranks (losses for the log).
+  double mean(double value);
+
+ private:
+  struct Bucket {
+    std::vector<size_t> members;  // indices into parameters_
+    std::vector<int64_t> offsets;  // of each member in `flat`
+    torch::Tensor flat;
+    size_t ready = 0;
+    bool launched = false;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  void on_gradient(size_t parameter, const torch::Tensor& grad);
+  void launch_ready_buckets();
+  void launch(Bucket& bucket);
+
+  LaunchEnv env_;
+  std::vector<torch::Tensor> parameters_;
+  std::vector<size_t> bucket_of_;  // per parameter
+  std::vector<bool> seen_;         // per parameter, this backward pass
+  std::vector<Bucket> buckets_;
+  size_t next_launch_ = 0, launched_during_backward_ = 0;
+  std::vector<unsigned> hooks_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+};
+
+}  // namespace lumen::train
