@@ -15,11 +15,13 @@
 #include "distributed.h"
 #include "error.h"
 #include "io/atomic_file.h"
+#include "io/image_io.h"
 #include "io/safetensors_torch.h"
 #include "io/text_file.h"
 #include "objective.h"
 #include "plot.h"
 #include "runtime.h"
+#include "tensorboard_writer.h"
 
 namespace lumen::train {
 namespace fs = std::filesystem;
@@ -291,6 +293,16 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   }
   if (parallel) parallel->broadcast_parameters();
   MetricsLog metrics_log(writer ? out + "/metrics.jsonl" : "", result.first_step);
+  // The same records as TensorBoard scalars, and the sample grids as images.
+  std::unique_ptr<TensorBoardWriter> tensorboard;
+  if (writer) tensorboard = std::make_unique<TensorBoardWriter>(out);
+  auto log_record = [&](const json& record) {
+    metrics_log.write(record);
+    if (!tensorboard) return;
+    const int64_t at = record.at("step").get<int64_t>();
+    for (const auto& [key, value] : record.items())
+      if (key != "step" && key != "time_s" && value.is_number()) tensorboard->scalar(key, value.get<double>(), at);
+  };
 
   const bool progress = writer && options.progress && ::isatty(STDERR_FILENO);
   auto with_eval_weights = [&](auto fn) {
@@ -370,17 +382,22 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
       if (o.grad_clip > 0) record["grad_norm"] = grad_norm;
       for (const auto& [k, sum_count] : window_metrics)
         if (k != "loss" && k != "lr") record[k] = sum_count.first / static_cast<double>(sum_count.second);
-      metrics_log.write(record);
+      log_record(record);
       window_sum = 0;
       window_count = 0;
       window_metrics.clear();
     }
     if (writer && recipe.sample.every > 0 && (step % recipe.sample.every == 0 || step == recipe.steps)) {
       Metrics sampled;
-      with_eval_weights([&] { objective->sample(out + "/samples/" + step_name(step) + ".png", sampled); });
+      const std::string grid = out + "/samples/" + step_name(step) + ".png";
+      with_eval_weights([&] { objective->sample(grid, sampled); });
+      if (std::filesystem::exists(grid)) {
+        const RgbImage image = read_image(grid);
+        tensorboard->image_png("samples", read_text_file(grid), image.width, image.height, step);
+      }
       json record{{"step", step}};
       for (const auto& [k, v] : sampled) record[k] = v;
-      metrics_log.write(record);
+      log_record(record);
     }
     if (writer && (step % recipe.checkpoint_every == 0 || step == stop_at))
       save_checkpoint(step, previous_seconds + elapsed);

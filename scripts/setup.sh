@@ -11,6 +11,7 @@ packages=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libicu-dev
   libgtest-dev libbenchmark-dev
   libgloo-dev                           # c10d's Gloo backend: data-parallel training
+  libprotobuf-dev protobuf-compiler libboost-dev  # TensorBoard event files (protobuf, CRC-32C)
   clang libclang-rt-14-dev              # libFuzzer and the sanitizers for fuzz/ (scripts/fuzz.sh)
 )
 missing=()

@@ -5,18 +5,22 @@
 
 #include <cmath>
 #include <filesystem>
-#include <set>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "adapters/lora_apply.h"
 #include "datasets.h"
 #include "error.h"
 #include "io/image_io.h"
 #include "io/safetensors_torch.h"
+#include "io/text_file.h"
 #include "model/model_loader.h"
 #include "recipe.h"
 #include "runtime.h"
 #include "shapes/shapes_world.h"
+#include "tensorboard/event.pb.h"
+#include "tensorboard_writer.h"
 #include "trainer.h"
 
 namespace fs = std::filesystem;
@@ -79,6 +83,70 @@ model:
     norm_num_groups: 8
 )";
 
+// The run's TensorBoard event file, read back with protobuf: every number of
+// metrics.jsonl is a scalar at its step, and the sample grid is an image.
+void expect_tensorboard_matches_metrics(const std::string& run) {
+  std::string events;
+  for (const auto& e : fs::directory_iterator(run))
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) events = e.path().string();
+  ASSERT_FALSE(events.empty()) << "no event file in " << run;
+  const auto records = read_tfrecords(events);
+  ASSERT_GE(records.size(), 2u);
+  tensorboard::Event first;
+  ASSERT_TRUE(first.ParseFromString(records[0]));
+  EXPECT_EQ(first.file_version(), "brain.Event:2");
+  std::map<std::pair<std::string, int64_t>, float> scalars;
+  int images = 0;
+  for (size_t i = 1; i < records.size(); ++i) {
+    tensorboard::Event e;
+    ASSERT_TRUE(e.ParseFromString(records[i]));
+    for (const auto& v : e.summary().value()) {
+      if (v.has_image()) {
+        ++images;
+        EXPECT_EQ(v.tag(), "samples");
+        EXPECT_EQ(v.image().encoded_image_string().substr(0, 4), "\x89PNG");
+        EXPECT_GT(v.image().width(), 0);
+      } else {
+        scalars[{v.tag(), e.step()}] = v.simple_value();
+      }
+    }
+  }
+  EXPECT_GE(images, 1);
+  std::ifstream log(run + "/metrics.jsonl");
+  std::string line;
+  int compared = 0;
+  while (std::getline(log, line)) {
+    const auto record = nlohmann::json::parse(line);
+    for (const auto& [key, value] : record.items()) {
+      if (key == "step" || key == "time_s" || !value.is_number()) continue;
+      const auto it = scalars.find({key, record.at("step").get<int64_t>()});
+      ASSERT_NE(it, scalars.end()) << key << " at step " << record.at("step");
+      EXPECT_EQ(it->second, static_cast<float>(value.get<double>())) << key;
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 10);
+}
+
+TEST(TensorBoard, RecordsCarryTfRecordChecksums) {
+  // CRC-32C of "123456789" is 0xE3069283 (the standard check value), masked as TFRecord does.
+  const uint32_t crc = 0xE3069283u;
+  EXPECT_EQ(masked_crc32c("123456789", 9), ((crc >> 15) | (crc << 17)) + 0xa282ead8u);
+  TempDir dir;
+  std::string path;
+  {
+    TensorBoardWriter w(dir.path);
+    w.scalar("loss", 0.5, 3);
+    path = w.path();
+  }
+  EXPECT_EQ(read_tfrecords(path).size(), 2u);
+  // One flipped byte is found.
+  std::string bytes = read_text_file(path);
+  bytes[bytes.size() - 6] ^= 1;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  EXPECT_THROW(read_tfrecords(path), Error);
+}
+
 // One trained VAE shared by the diffusion tests (training it takes a few seconds).
 class TrainTest : public ::testing::Test {
  protected:
@@ -139,6 +207,7 @@ TEST_F(TrainTest, DiffusionLossGoesDownAndTheModelGenerates) {
   std::string line, all;
   while (std::getline(log, line)) all += line;
   EXPECT_NE(all.find("\"correct\""), std::string::npos);
+  expect_tensorboard_matches_metrics(dir_->path + "/ldm");
 }
 
 TEST_F(TrainTest, ResumeRepeatsAnUnbrokenRun) {
