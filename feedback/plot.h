@@ -10,6 +10,12 @@ struct Series {
   std::vector<double> x, y;
 };
 
+// The axes' ticks: a step of 1, 2 or 5 × 10^k giving about `target` intervals
+// over [lo, hi], and a tick's label in plain decimals (no exponent), with as
+// many digits as the step needs, so neighbouring labels always differ.
+double nice_tick_step(double lo, double hi, int target);
+std::string tick_label(double value, double step);
+
 // One panel per series, stacked (two columns past four); `log_y` per panel. Written atomically.
 void write_curves_png(const std::string& path, const std::vector<Series>& series, const std::vector<bool>& log_y);
 

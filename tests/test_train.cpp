@@ -16,6 +16,7 @@
 #include "io/safetensors_torch.h"
 #include "io/text_file.h"
 #include "model/model_loader.h"
+#include "plot.h"
 #include "recipe.h"
 #include "runtime.h"
 #include "shapes/shapes_world.h"
@@ -126,6 +127,23 @@ void expect_tensorboard_matches_metrics(const std::string& run) {
     }
   }
   EXPECT_GT(compared, 10);
+}
+
+// The curves' axes: plain numbers (steps as whole numbers, never 3e+03), and
+// neighbouring labels that differ even on a flat curve.
+TEST(Plot, TickLabelsArePlainAndDistinct) {
+  EXPECT_EQ(nice_tick_step(10, 300, 6), 50);
+  EXPECT_EQ(nice_tick_step(0, 7000, 6), 1000);
+  EXPECT_EQ(tick_label(3000, 1000), "3000");
+  EXPECT_EQ(tick_label(0.25, 0.05), "0.25");
+  const double flat = 0.722, step = nice_tick_step(flat * 0.95, flat * 1.05, 4);
+  EXPECT_NE(tick_label(flat, step), tick_label(flat + step, step));
+  EXPECT_EQ(tick_label(1e-4, 5e-5), "0.00010");
+  TempDir dir;
+  write_curves_png(dir.path + "/c.png", {{"loss", {10, 20, 30}, {0.5, 0.5, 0.5}}, {"lr", {1, 7000}, {1e-3, 1e-5}}},
+                   {false, true});
+  const RgbImage image = read_image(dir.path + "/c.png");
+  EXPECT_EQ(image.width, 640);
 }
 
 TEST(TensorBoard, RecordsCarryTfRecordChecksums) {
