@@ -40,6 +40,7 @@ LaunchEnv launch_env_from_environment() {
   env.rank = env_int("RANK", 0, 0, 4095);
   env.local_rank = env_int("LOCAL_RANK", env.rank, 0, 4095);
   env.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
+  env.timeout_seconds = env_int("LUMEN_DIST_TIMEOUT_S", 1800, 1, 86400);
   if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) env.master_addr = addr;
   if (env.rank >= env.world_size)
     throw Error("environment variable RANK=" + std::to_string(env.rank),
@@ -47,9 +48,9 @@ LaunchEnv launch_env_from_environment() {
   return env;
 }
 
-DataParallel::DataParallel(const LaunchEnv& env, std::vector<torch::Tensor> parameters, size_t bucket_bytes,
-                           std::chrono::seconds timeout)
+DataParallel::DataParallel(const LaunchEnv& env, std::vector<torch::Tensor> parameters, size_t bucket_bytes)
     : env_(env), parameters_(std::move(parameters)) {
+  const std::chrono::seconds timeout(env_.timeout_seconds);
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(env_.master_port);
   store_options.isServer = env_.rank == 0;
@@ -159,6 +160,25 @@ void DataParallel::finish_backward() {
       else
         p.mutable_grad() = mean.clone();
     }
+  }
+}
+
+void DataParallel::average_gradients(const std::vector<torch::Tensor>& parameters) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> flat_parts;
+  for (const auto& p : parameters)
+    flat_parts.push_back(p.grad().defined() ? p.grad().reshape({-1}).to(torch::kFloat) : torch::zeros({p.numel()}));
+  std::vector<torch::Tensor> one{torch::cat(flat_parts)};
+  group_->allreduce(one)->wait();
+  one[0].div_(env_.world_size);
+  int64_t at = 0;
+  for (auto p : parameters) {
+    auto mean = one[0].narrow(0, at, p.numel()).view(p.sizes()).to(p.scalar_type());
+    if (p.grad().defined())
+      p.mutable_grad().copy_(mean);
+    else
+      p.mutable_grad() = mean.clone();
+    at += p.numel();
   }
 }
 

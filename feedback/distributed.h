@@ -28,6 +28,10 @@ struct LaunchEnv {
   int world_size = 1, rank = 0, local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  // How long a rank waits for the others (rendezvous and each collective):
+  // LUMEN_DIST_TIMEOUT_S, default 30 min. A rank that fails ends the others only
+  // then, unless the launcher stops them (torchrun does).
+  int timeout_seconds = 1800;
   bool distributed() const { return world_size > 1; }
 };
 
@@ -38,8 +42,7 @@ LaunchEnv launch_env_from_environment();
 class DataParallel {
  public:
   // Joins the group: returns once every rank has connected (or throws after `timeout`).
-  DataParallel(const LaunchEnv& env, std::vector<torch::Tensor> parameters, size_t bucket_bytes = 25u << 20,
-               std::chrono::seconds timeout = std::chrono::minutes(30));
+  DataParallel(const LaunchEnv& env, std::vector<torch::Tensor> parameters, size_t bucket_bytes = 25u << 20);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
@@ -60,6 +63,10 @@ class DataParallel {
   void finish_backward();
   // The mean of a number over ranks (losses for the log).
   double mean(double value);
+  // Sets the grads of `parameters` (not those given at construction: a
+  // discriminator's, say) to their mean over ranks, in one all-reduce; a
+  // missing grad counts as zero.
+  void average_gradients(const std::vector<torch::Tensor>& parameters);
 
  private:
   struct Bucket {

@@ -14,6 +14,8 @@
 
 namespace lumen::train {
 
+class DataParallel;
+
 using Metrics = std::map<std::string, double>;
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
@@ -35,6 +37,9 @@ class Objective {
   // checkpoint folder so that a resumed run repeats an unbroken one.
   virtual void save_state(const std::string& folder) { (void)folder; }
   virtual void load_state(const std::string& folder) { (void)folder; }
+  // A data-parallel run: parameters the objective updates itself (a
+  // discriminator) have their gradients averaged through `parallel`.
+  virtual void use_data_parallel(DataParallel* parallel) { (void)parallel; }
 };
 
 std::unique_ptr<Objective> make_objective(const Recipe& recipe, const Dataset& dataset);

@@ -20,6 +20,7 @@
 #include "error.h"
 #include "image_grid.h"
 #include "datasets.h"
+#include "distributed.h"
 #include "io/atomic_file.h"
 #include "io/text_file.h"
 #include "model_folder.h"
@@ -154,6 +155,8 @@ class FeedbackObjective : public DiffusionObjective {
     }
     return total;
   }
+
+  void use_data_parallel(DataParallel* parallel) override { parallel_ = parallel; }
 
   void save_state(const std::string& folder) override {
     json state{{"calls", calls_}, {"prompts", selector_->state()}};
@@ -398,6 +401,8 @@ class FeedbackObjective : public DiffusionObjective {
     const auto d_loss = (F::softplus(-d_real) + F::softplus(d_fake)).mean();
     check_finite(d_loss, spec_.adversarial_init, step);
     d_loss.backward();
+    // Every rank's discriminator takes the same step, as the generator's LoRA does.
+    if (parallel_) parallel_->average_gradients(discriminator_->parameters());
     d_optimizer_->step();
     metrics["d_loss"] = d_loss.item<double>();
     metrics["d_real"] = d_real.mean().item<double>();
@@ -423,6 +428,7 @@ class FeedbackObjective : public DiffusionObjective {
   Segmenter perception_{nullptr};
   std::vector<Reward> rewards_;
   ShapesReward discriminator_{nullptr};
+  DataParallel* parallel_ = nullptr;
   std::unique_ptr<torch::optim::AdamW> d_optimizer_;
   HeldOutUnits d_units_;  // the discriminator's logits, in its initial reward model's units
   std::unique_ptr<PromptSelector> selector_;

@@ -240,9 +240,6 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   const LaunchEnv launch = launch_env_from_environment();
   const bool writer = launch.rank == 0;
   const auto world = static_cast<int64_t>(launch.world_size);
-  if (launch.distributed() && recipe.task == Task::Feedback)
-    throw Error(recipe.file, "feedback recipes do not run data-parallel yet (WORLD_SIZE=" +
-                                 std::to_string(launch.world_size) + "); run one process");
   const std::string out = recipe.output;
   const std::string ckpt_dir = out + "/checkpoints";
   const std::string resume_from = latest_checkpoint(ckpt_dir);
@@ -260,7 +257,10 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   }
   // The rendezvous: every rank has passed the checks above before rank 0 writes.
   std::unique_ptr<DataParallel> parallel;
-  if (launch.distributed()) parallel = std::make_unique<DataParallel>(launch, tensors);
+  if (launch.distributed()) {
+    parallel = std::make_unique<DataParallel>(launch, tensors);
+    objective->use_data_parallel(parallel.get());
+  }
 
   const std::string recipe_text = read_text(recipe.file);
   if (writer) {

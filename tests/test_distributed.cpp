@@ -3,6 +3,7 @@
 // gradient of the whole batch.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -76,6 +77,13 @@ TEST(DataParallel, BucketedAllReduceGivesTheWholeBatchGradient) {
         dp.finish_backward();
       }
       overlapped[static_cast<size_t>(rank)] = dp.launched_during_backward();
+      // Parameters outside the buckets (a discriminator's): one all-reduce of their mean.
+      auto other = torch::zeros({3}, torch::requires_grad());
+      other.mutable_grad() = torch::full({3}, static_cast<float>(rank + 1));
+      auto unused = torch::zeros({2}, torch::requires_grad());  // no grad on any rank: zeros
+      dp.average_gradients({other, unused});
+      if (!torch::allclose(other.grad(), torch::full({3}, 1.5f)) || !unused.grad().eq(0).all().item<bool>())
+        throw std::runtime_error("average_gradients gave " + std::to_string(other.grad()[0].item<float>()));
       for (auto& p : net.parameters()) grads[static_cast<size_t>(rank)].push_back(p.grad().clone());
     } catch (const std::exception& e) {
       errors[static_cast<size_t>(rank)] = e.what();
@@ -109,12 +117,16 @@ TEST(DataParallel, LaunchVariablesAreChecked) {
   ::setenv("MASTER_PORT", "70000", 1);
   EXPECT_THROW(lumen::train::launch_env_from_environment(), lumen::Error);
   ::setenv("MASTER_PORT", "29511", 1);
+  ::setenv("LUMEN_DIST_TIMEOUT_S", "0", 1);
+  EXPECT_THROW(lumen::train::launch_env_from_environment(), lumen::Error);
+  ::setenv("LUMEN_DIST_TIMEOUT_S", "5", 1);
   const auto env = lumen::train::launch_env_from_environment();
+  EXPECT_EQ(env.timeout_seconds, 5);
   EXPECT_EQ(env.world_size, 2);
   EXPECT_EQ(env.rank, 1);
   EXPECT_EQ(env.local_rank, 1);
   EXPECT_EQ(env.master_port, 29511);
-  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_PORT"}) ::unsetenv(v);
+  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_PORT", "LUMEN_DIST_TIMEOUT_S"}) ::unsetenv(v);
   EXPECT_FALSE(lumen::train::launch_env_from_environment().distributed());
 }
 
@@ -150,6 +162,16 @@ TEST(DataParallelCli, TwoProcessesTrainAndOneResumes) {
   std::stringstream rank1;
   rank1 << std::ifstream(dir + "/rank1.log").rdbuf();
   EXPECT_EQ(rank1.str().find("error"), std::string::npos) << rank1.str();
+
+  // A rank whose group never forms gives up at the timeout with a clear error, not a hang.
+  const std::string alone = "WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port +
+                            " LUMEN_DIST_TIMEOUT_S=3 " + std::string(LUMEN_BINARY) + " train " + dir +
+                            "/vae.yaml --resume > " + dir + "/alone.log 2>&1";
+  EXPECT_EQ(WEXITSTATUS(std::system(alone.c_str())), 1);
+  std::stringstream alone_log;
+  alone_log << std::ifstream(dir + "/alone.log").rdbuf();
+  EXPECT_NE(alone_log.str().find("lumen: error: rendezvous at 127.0.0.1:" + port + " (rank 1 of 2)"), std::string::npos)
+      << alone_log.str();
 
   const std::string resume = std::string(LUMEN_BINARY) + " train " + dir + "/vae.yaml --resume > " + dir + "/resume.log 2>&1";
   EXPECT_EQ(std::system(resume.c_str()), 0);

@@ -2,6 +2,7 @@
 // learn, the feedback loop trains a LoRA of the embedded default model with
 // every reward kind, resumes exactly, and refuses bad input clearly.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include "adapters/lora_apply.h"
 #include "error.h"
 #include "io/safetensors_torch.h"
+#include "io/text_file.h"
 #include "model/model_loader.h"
 #include "perception_model.h"
 #include "prompt_selection.h"
@@ -203,6 +205,25 @@ TEST_F(FeedbackTest, LoopTrainsALoraWithEveryFeedbackAndResumesExactly) {
   const auto file = unbroken.final_folder + "/lora.safetensors";
   const auto report = stack.add("unifl", std::make_shared<adapters::LoraFile>(adapters::read_lora_file(file)), 1.0);
   EXPECT_TRUE(report.unmatched_keys.empty());
+}
+
+// `lumen feedback` as two processes (torchrun's variables): the LoRA's
+// gradients go through the bucketed all-reduce, the discriminator's are
+// averaged by the objective, and rank 0 writes the run.
+TEST_F(FeedbackTest, RunsAsTwoProcesses) {
+  recipe("fb-ddp", kFeedbackRecipe, {{"STEPS", "2"}});  // writes fb-ddp.yaml
+  const std::string port = std::to_string(29800 + ::getpid() % 1000);
+  auto rank = [&](int r) {
+    return "WORLD_SIZE=2 RANK=" + std::to_string(r) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " +
+           LUMEN_BINARY + " --threads 1 feedback " + dir_->path + "/fb-ddp.yaml > " + dir_->path + "/ddp" +
+           std::to_string(r) + ".log 2>&1";
+  };
+  const std::string both = "(" + rank(1) + ") & pid=$!; " + rank(0) + "; r0=$?; wait $pid; r1=$?; exit $((r0 + r1))";
+  ASSERT_EQ(std::system(("bash -c '" + both + "'").c_str()), 0) << read_text_file(dir_->path + "/ddp0.log")
+                                                                << read_text_file(dir_->path + "/ddp1.log");
+  EXPECT_TRUE(fs::exists(dir_->path + "/fb-ddp/final/lora.safetensors"));
+  const auto keys = metric_keys("fb-ddp");
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "d_loss"), keys.end());
 }
 
 TEST_F(FeedbackTest, BadJudgesAreClearErrors) {
