@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "datasets.h"
@@ -126,9 +127,7 @@ std::string latest_checkpoint(const std::string& dir) {
 class MetricsLog {
  public:
   // Keeps the lines of steps ≤ `keep_until` (a resumed run rewrites what came after).
-  // An empty path logs nothing (the ranks other than 0 of a data-parallel run).
   MetricsLog(std::string path, int64_t keep_until) : path_(std::move(path)) {
-    if (path_.empty()) return;
     std::ifstream in(path_);
     std::string line, kept;
     while (std::getline(in, line)) {
@@ -146,14 +145,12 @@ class MetricsLog {
     if (!out_) throw Error(path_, "cannot write the metrics log");
   }
   void write(const json& record) {
-    if (path_.empty()) return;
     out_ << record.dump() << "\n";
     out_.flush();
     remember(record);
   }
   // The loss panel always; a judged panel once its metric has been logged.
   void plot(const std::string& png) const {
-    if (path_.empty()) return;
     std::vector<Series> series;
     std::vector<bool> log_y;
     for (const Curve& c : curves_) {
@@ -292,13 +289,17 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     std::fprintf(stderr, "resuming %s from step %lld\n", out.c_str(), static_cast<long long>(result.first_step));
   }
   if (parallel) parallel->broadcast_parameters();
-  MetricsLog metrics_log(writer ? out + "/metrics.jsonl" : "", result.first_step);
-  // The same records as TensorBoard scalars, and the sample grids as images.
-  std::unique_ptr<TensorBoardWriter> tensorboard;
-  if (writer) tensorboard = std::make_unique<TensorBoardWriter>(out);
+  // Only rank 0 logs: metrics.jsonl, and the same records as TensorBoard
+  // scalars (the sample grids as images).
+  std::optional<MetricsLog> metrics_log;
+  std::optional<TensorBoardWriter> tensorboard;
+  if (writer) {
+    metrics_log.emplace(out + "/metrics.jsonl", result.first_step);
+    tensorboard.emplace(out);
+  }
   auto log_record = [&](const json& record) {
-    metrics_log.write(record);
-    if (!tensorboard) return;
+    if (!writer) return;
+    metrics_log->write(record);
     const int64_t at = record.at("step").get<int64_t>();
     for (const auto& [key, value] : record.items())
       if (key != "step" && key != "time_s" && value.is_number()) tensorboard->scalar(key, value.get<double>(), at);
@@ -327,7 +328,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
       if (e.path().filename().string().rfind("step-", 0) == 0) all.push_back(e.path().string());
     std::sort(all.begin(), all.end());
     for (size_t i = 0; i + static_cast<size_t>(recipe.keep_checkpoints) < all.size(); ++i) fs::remove_all(all[i]);
-    metrics_log.plot(out + "/loss.png");
+    metrics_log->plot(out + "/loss.png");
   };
 
   const double start = now_seconds();
@@ -391,7 +392,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
       Metrics sampled;
       const std::string grid = out + "/samples/" + step_name(step) + ".png";
       with_eval_weights([&] { objective->sample(grid, sampled); });
-      if (std::filesystem::exists(grid)) {
+      if (fs::exists(grid)) {
         const RgbImage image = read_image(grid);
         tensorboard->image_png("samples", read_text_file(grid), image.width, image.height, step);
       }
@@ -405,17 +406,16 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   result.last_step = step;
   result.seconds = now_seconds() - start;
   result.total_seconds = previous_seconds + result.seconds;
-  if (step >= recipe.steps && !writer) {
-    result.finished = true;
-    result.final_folder = out + "/final";
-  } else if (step >= recipe.steps) {
+  if (step >= recipe.steps) {
     const std::string final_dir = out + "/final", tmp = out + "/final.tmp";
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
-    with_eval_weights([&] { objective->write_final(tmp); });
-    write_text_atomically(tmp + "/DONE", json{{"steps", step}, {"train_seconds", result.total_seconds}}.dump(2));
-    fs::remove_all(final_dir);
-    fs::rename(tmp, final_dir);
+    if (writer) {
+      fs::remove_all(tmp);
+      fs::create_directories(tmp);
+      with_eval_weights([&] { objective->write_final(tmp); });
+      write_text_atomically(tmp + "/DONE", json{{"steps", step}, {"train_seconds", result.total_seconds}}.dump(2));
+      fs::remove_all(final_dir);
+      fs::rename(tmp, final_dir);
+    }
     result.finished = true;
     result.final_folder = final_dir;
   }
