@@ -3,7 +3,6 @@
 // frozen) → x0 → VAE decode with grad → MSE to a zero image → backward.
 // One configuration per process, so peaks do not mix; prints one JSON line.
 //   lumen_bench_checkpoint_memory MODEL [--checkpointing on|off] [--size 512] [--threads 2]
-#include <sys/resource.h>
 
 #include <chrono>
 #include <cmath>
@@ -16,23 +15,11 @@
 #include "error.h"
 #include "lora_trainable.h"
 #include "model/model_loader.h"
+#include "perf/process_memory.h"
 
 namespace {
 
-double peak_rss_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss / 1024.0;  // kilobytes on Linux
-}
-
-// Resets the kernel's peak-RSS mark (what ru_maxrss reports), so the step's
-// peak is not hidden by loading's (the weights file is mapped while copied).
-bool reset_peak_rss() {
-  std::ofstream clear("/proc/self/clear_refs");
-  clear << "5";
-  clear.flush();
-  return static_cast<bool>(clear);
-}
+double peak_rss_mb() { return static_cast<double>(lumen::peak_resident_bytes()) / (1 << 20); }
 
 struct Options {
   std::string model;
@@ -85,7 +72,7 @@ int run(const Options& o) {
   model.vae->set_gradient_checkpointing(o.checkpointing);
 
   const double load_peak = peak_rss_mb();
-  const bool reset = reset_peak_rss();
+  const bool reset = lumen::reset_peak_resident();
   const double before_step = peak_rss_mb();
 
   torch::manual_seed(0);

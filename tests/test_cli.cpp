@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "io/image_io.h"
 #include "model/random_model.h"
 
@@ -302,6 +304,34 @@ TEST_F(CliTest, ShippedUniflLoraBeatsTheBaseModelAtOneStep) {
   };
   const double base = correct(""), tuned = correct("--lora assets/unifl-lora/unifl-shapes.safetensors");
   EXPECT_GE(tuned, base + 0.03) << "base " << base << ", with the LoRA " << tuned;
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(CliTest, VerbosePrintsWhereTheTimeWent) {
+  CommandResult r = run(gen("-v -o " + dir_ + "/verbose.png"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (const char* phase : {"time: load ", "text encoding ", "3 steps ", " a step)", "decoding ", "time: writing ", "peak RSS "})
+    EXPECT_NE(r.output.find(phase), std::string::npos) << phase << "\n" << r.output;
+}
+
+TEST_F(CliTest, BenchPrintsJsonWithEveryPhase) {
+  CommandResult r = run("--threads 1 bench --preset tiny --repeats 1 --steps 1 --no-machine --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto start = r.output.find("{\n");  // after the progress lines on stderr
+  ASSERT_NE(start, std::string::npos) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(start));
+  for (const char* phase : {"build_random", "text_encode", "unet_step", "vae_decode", "generation"})
+    EXPECT_GT(j["phases"][phase]["median_s"].get<double>(), 0) << phase;
+  EXPECT_GT(j["unet_step"]["by_kind"]["conv"]["gflop"].get<double>(), 0);
+  EXPECT_EQ(j["dtype"], "f32");
+  EXPECT_EQ(j["threads"], 1);
+
+  r = run("bench --preset tiny -m " + dir_ + "/tiny");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("excludes"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -15,7 +15,10 @@
 #include "io/image_io.h"
 #include "io/image_tensor.h"
 #include "model/model_loader.h"
+#include "perf/process_memory.h"
+#include "perf/stopwatch.h"
 #include "pipeline/infotext.h"
+#include "pipeline/model_hash_cache.h"
 #include "pipeline/pipeline.h"
 #include "runtime.h"
 #include "samplers/scheduler.h"
@@ -33,6 +36,7 @@ struct GenerateArgs {
   int clip_skip = 1;
   double cfg_scale = 7.0, guidance_rescale = 0.0, eta = 0.0, strength = 0.75;
   uint64_t seed = 0;
+  bool verbose = false;
   bool overwrite = false, zero_snr = false, no_zero_snr = false, karras = false, plain_prompt = false;
   std::set<std::string> given;  // options set on the command line (a model's own defaults yield to them)
 };
@@ -98,6 +102,7 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--dtype", a.dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}))->capture_default_str();
   cmd->add_option("--device", a.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_flag("--overwrite", a.overwrite, "replace existing output files");
+  cmd->add_flag("-v,--verbose", a.verbose, "print where the time went: load, hash, text encoding, each step, decoding, writing");
 }
 
 torch::Dtype parse_dtype(const GenerateArgs& a) {
@@ -165,6 +170,12 @@ torch::Tensor load_image_tensor(const std::string& path, bool single_channel) {
   return t * 2 - 1;
 }
 
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f s", s);
+  return buf;
+}
+
 int run_generate(GenerateArgs& a, bool img2img) {
   if (a.batch_count <= 0 || a.batch_count > 10000) throw Error("--batch-count", "must be in 1..10000");
   if (a.zero_snr && a.no_zero_snr) throw Error("--zero-snr", "conflicts with --no-zero-snr");
@@ -211,15 +222,22 @@ int run_generate(GenerateArgs& a, bool img2img) {
     const std::string file = output_path(a, i, total, a.seed + static_cast<uint64_t>(i));
     if (!a.overwrite && std::filesystem::exists(file)) throw Error(file, "already exists (use --overwrite to replace it)");
   }
+  Stopwatch clock;
+  auto report = [&](const std::string& what) {
+    if (a.verbose) std::cerr << "time: " << what << "\n";
+  };
   auto model = std::make_shared<LoadedModel>(load_model(path, load));
   merge_adapters(a.adapters, *model, std::cerr);
   Pipeline pipeline(model);
+  report("load " + seconds_text(clock.lap()));
 
   InfotextFields fields;
   fields.sampler = !a.sampler.empty() ? a.sampler : pipeline.scheduler_config().value("_class_name", "");
   fields.model_name = std::filesystem::path(path).filename().string();
-  const std::string hashed = std::filesystem::is_directory(path) ? "" : path;
-  if (!hashed.empty()) fields.model_hash = short_file_hash(hashed);
+  if (!std::filesystem::is_directory(path)) {
+    fields.model_hash = cached_short_file_hash(path);
+    report("model hash " + seconds_text(clock.lap()));
+  }
 
   ProgressBar bar(img2img ? "img2img" : "txt2img");
   int64_t written = 0;
@@ -228,7 +246,13 @@ int run_generate(GenerateArgs& a, bool img2img) {
     o.on_step = [&](int64_t step, int64_t steps, const torch::Tensor&) {
       bar.update(b * steps + step + 1, a.batch_count * steps);
     };
+    clock.lap();
     auto result = pipeline.generate(o);
+    const auto& t = result.times;
+    report("batch " + std::to_string(b + 1) + ": text encoding " + seconds_text(t.encode) + ", " +
+           std::to_string(t.steps) + " steps " + seconds_text(t.denoise) +
+           (t.steps > 0 ? " (" + seconds_text(t.denoise / static_cast<double>(t.steps)) + " a step)" : "") +
+           ", decoding " + seconds_text(t.decode) + ", in all " + seconds_text(clock.lap()));
     GenerationOptions made = o;  // the size actually made, for the parameters text (o may say 0 = default)
     made.height = result.images.size(1);
     made.width = result.images.size(2);
@@ -240,7 +264,9 @@ int run_generate(GenerateArgs& a, bool img2img) {
       std::cout << file << "\n";
       ++written;
     }
+    report("writing " + seconds_text(clock.lap()));
   }
+  if (a.verbose) std::cerr << "peak RSS " << peak_resident_bytes() / (1 << 20) << " MiB\n";
   return 0;
 }
 

@@ -17,7 +17,7 @@ Runner add_make_random_command(CLI::App& app) {
   auto opt = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("make-random", "Write a random-weight model (diffusers layout) for tests and benchmarks");
   cmd->add_option("-o,--output", opt->out, "output folder")->required();
-  cmd->add_option("--preset", opt->preset, "sd15 (full size) or tiny")->capture_default_str();
+  cmd->add_option("--preset", opt->preset, "sd15, sd21, sdxl (full size), shapes (the default model's architecture) or tiny")->capture_default_str();
   cmd->add_option("-s,--seed", opt->seed, "random seed")->check(seed_check())->capture_default_str();
   cmd->add_flag("--overwrite", opt->overwrite, "replace an existing model folder");
   return [opt, cmd]() {

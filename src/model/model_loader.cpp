@@ -45,12 +45,6 @@ ModelFamily family_from_name(const std::string& name, const std::string& where) 
   throw Error(where, "unknown family '" + name + "' (sd1, sd2, sdxl, sdxl_refiner)");
 }
 
-ModelFamily family_from_unet(const json& unet) {
-  if (unet.value("addition_embed_type", json()).is_string()) return ModelFamily::SDXL;
-  if (unet.value("use_linear_projection", false)) return ModelFamily::SD2;
-  return ModelFamily::SD1;
-}
-
 std::vector<std::string> component_weight_files(const std::string& dir) {
   for (const char* base : {"diffusion_pytorch_model", "model"}) {
     const std::string single = dir + "/" + base + ".safetensors";
@@ -199,6 +193,12 @@ Module finish(Module module, const WeightSource& weights, torch::Dtype dtype) {
 }
 
 }  // namespace
+
+ModelFamily family_from_unet(const json& unet) {
+  if (unet.value("addition_embed_type", json()).is_string()) return ModelFamily::SDXL;
+  if (unet.value("use_linear_projection", false)) return ModelFamily::SD2;
+  return ModelFamily::SD1;
+}
 
 std::shared_ptr<ClipTokenizer> load_tokenizer(const TokenizerPlan& plan, int64_t* pad_id) {
   auto tok = std::make_shared<ClipTokenizer>(ClipTokenizer::from_files(plan.vocab, plan.merges));

@@ -82,6 +82,10 @@ std::shared_ptr<ClipTokenizer> load_tokenizer(const TokenizerPlan& plan, int64_t
 // The CLIP tokenizer files in assets/, with the given pad token.
 TokenizerPlan embedded_tokenizer(const std::string& pad);
 
+// SD1, SD2 or SDXL, from a diffusers UNet config (text-time embedding: SDXL;
+// linear projections: SD2).
+ModelFamily family_from_unet(const nlohmann::json& unet_config);
+
 // Reads a YAML or JSON file into JSON (YAML is a superset).
 nlohmann::json read_yaml_or_json(const std::string& path);
 

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "nn/op_profile.h"
+
 namespace lumen::nn {
 
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) {
@@ -16,6 +18,7 @@ torch::Tensor add_deltas(torch::Tensor y, const WeightDeltas& deltas, const torc
 }  // namespace
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  OpTimer timer(OpKind::Linear, linear_flops(x.numel() / weight.size(1), weight.size(1), weight.size(0)));
   auto y = torch::linear(x, weight, bias);
   return deltas.empty() ? y : add_deltas(std::move(y), deltas, x);
 }
@@ -27,6 +30,9 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride_,
   if (with_bias) bias = register_parameter("bias", torch::empty({out}));
 }
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+  const int64_t k = weight.size(2);
+  auto out_len = [&](int64_t n) { return (n + 2 * padding - k) / stride + 1; };
+  OpTimer timer(OpKind::Conv, conv2d_flops(x.size(0), weight.size(1), weight.size(0), k, out_len(x.size(2)), out_len(x.size(3))));
   auto y = torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
   return deltas.empty() ? y : add_deltas(std::move(y), deltas, x);
 }
@@ -37,6 +43,7 @@ GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_)
   bias = register_parameter("bias", torch::empty({channels}));
 }
 torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
+  OpTimer timer(OpKind::Norm, 0);
   // Under CPU autocast (bf16 training) activations arrive in bf16 while the
   // weights stay float32; LibTorch 1.13's group_norm needs them to agree, and
   // normalising in float32 is the precise choice anyway.
@@ -49,6 +56,7 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps_) : eps(eps_) {
   bias = register_parameter("bias", torch::empty({dim}));
 }
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  OpTimer timer(OpKind::Norm, 0);
   // As GroupNorm: under CPU autocast, 1.13's layer_norm refuses bf16 input with float32 weights.
   if (x.scalar_type() != weight.scalar_type())
     return torch::layer_norm(x.to(weight.scalar_type()), {weight.size(0)}, weight, bias, eps);
@@ -65,6 +73,7 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
                                    const torch::Tensor& additive_mask) {
   const int64_t b = q.size(0), sq = q.size(1), sk = k.size(1);
   const int64_t d = q.size(2) / heads;
+  OpTimer timer(OpKind::Attention, attention_flops(b, heads, sq, sk, d));
   auto split = [&](const torch::Tensor& t, int64_t s) {
     return t.reshape({b, s, heads, d}).transpose(1, 2);  // [B,H,S,D]
   };

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "error.h"
+#include "perf/stopwatch.h"
 #include "pipeline/memory_estimate.h"
 #include "prompt/prompt_parser.h"
 #include "samplers/guidance.h"
@@ -131,6 +132,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   const auto dtype = m.unet->conv_in->weight.scalar_type();
 
   GenerationResult r;
+  Stopwatch clock;
   const auto prompts = per_item(o.prompts, o.prompt, batch);
   const auto negatives = per_item(o.negative_prompts, o.negative_prompt, batch);
   std::vector<std::string> prompts_2, negatives_2;
@@ -161,6 +163,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
     added.text_embeds = added.text_embeds.to(dtype);
   }
   auto context = (cfg ? torch::cat({r.uncond.context, r.cond.context}) : r.cond.context).to(dtype);
+  r.times.encode = clock.lap();
 
   auto scheduler = make_scheduler(o);
   r.timesteps = scheduler->timesteps();
@@ -198,6 +201,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   } else {
     latents = noise * scheduler->init_noise_sigma();
   }
+  r.times.encode += clock.lap();  // img2img: the image's encoding
 
   // Classifier-free guidance in one batched UNet call.
   auto denoise = [&](const torch::Tensor& x_in, const torch::Tensor& t) {
@@ -216,8 +220,11 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   };
   latents = samplers::run_steps(*scheduler, denoise, latents, start, &gen, after_step);
   r.latents = latents;
+  r.times.denoise = clock.lap();
+  r.times.steps = total - start;
   auto decoded = vae->decode(vae->from_model_latents(latents).to(dtype)).to(torch::kFloat);
   r.images = (decoded / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous();
+  r.times.decode = clock.lap();
   return r;
 }
 

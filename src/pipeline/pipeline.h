@@ -53,6 +53,12 @@ struct GenerationOptions {
   std::function<void(int64_t step, int64_t total, const torch::Tensor& latents)> on_step;
 };
 
+// Where a generation's time went (wall clock, seconds).
+struct GenerationTimes {
+  double encode = 0, denoise = 0, decode = 0;  // text (and img2img image) encoding, the sampler loop, VAE decoding
+  int64_t steps = 0;                           // sampler steps run
+};
+
 struct GenerationResult {
   torch::Tensor images;   // [B,H,W,3] float in [0,1]
   torch::Tensor latents;  // final latents (model space)
@@ -60,6 +66,7 @@ struct GenerationResult {
   Conditioning cond, uncond;
   torch::Tensor add_time_ids;  // SDXL
   std::vector<uint64_t> seeds;
+  GenerationTimes times;
 };
 
 // Checks what does not depend on the model (steps, scales, size and batch

@@ -1,0 +1,51 @@
+// `lumen bench`: per-phase times, FLOPs by layer kind and the machine's own
+// rates, for a preset architecture with random weights or a real model.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "error.h"
+#include "perf/bench.h"
+
+namespace lumen::cli {
+
+Runner add_bench_command(CLI::App& app) {
+  struct Args {
+    BenchOptions options;
+    std::string dtype = "f32";
+    int64_t size = 0;
+    bool json = false, no_machine = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("bench", "Time a model's phases and count a UNet step's FLOPs against this machine's rates");
+  auto* preset = cmd->add_option("--preset", a->options.preset, "random weights in an architecture: sd15, sd21, sdxl, shapes, tiny")
+                     ->check(CLI::IsMember({"sd15", "sd21", "sdxl", "shapes", "tiny"}));
+  cmd->add_option("-m,--model", a->options.model_path, "a model folder or .safetensors file instead of a preset")
+      ->excludes(preset);
+  cmd->add_option("--dtype", a->dtype, "f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+  cmd->add_option("--size", a->size, "width and height in pixels (default: the model's)");
+  cmd->add_option("-W,--width", a->options.width, "width in pixels (default: the model's)");
+  cmd->add_option("-H,--height", a->options.height, "height in pixels (default: the model's)");
+  cmd->add_option("--steps", a->options.steps, "sampling steps of each whole generation")->capture_default_str();
+  cmd->add_option("--repeats", a->options.repeats, "timed calls of each phase, after one warm-up")->capture_default_str();
+  cmd->add_option("--cfg-scale", a->options.cfg_scale, "guidance scale (> 1: the UNet runs a CFG batch of 2)")
+      ->capture_default_str();
+  cmd->add_flag("--no-machine", a->no_machine, "skip measuring the machine's GEMM and convolution rates");
+  cmd->add_flag("--json", a->json, "print the report as JSON");
+  return [a, cmd]() {
+    if (!*cmd) return -1;
+    BenchOptions o = a->options;
+    if (o.preset.empty() && o.model_path.empty()) o.preset = "sd15";
+    if (a->size > 0) o.width = o.height = a->size;
+    o.bf16 = a->dtype == "bf16";
+    o.measure_machine = !a->no_machine;
+    o.on_phase = [](const std::string& phase) { std::cerr << "bench: " << phase << "...\n"; };
+    const BenchReport report = run_bench(o);
+    if (a->json)
+      std::cout << bench_report_json(report).dump(2) << "\n";
+    else
+      std::cout << bench_report_text(report);
+    return 0;
+  };
+}
+
+}  // namespace lumen::cli

@@ -1,0 +1,257 @@
+#include "perf/bench.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "convert/arch_detect.h"
+#include "error.h"
+#include "model/model_loader.h"
+#include "model/random_model.h"
+#include "perf/process_memory.h"
+#include "perf/stopwatch.h"
+#include "pipeline/conditioning.h"
+#include "pipeline/pipeline.h"
+
+namespace lumen {
+namespace {
+
+double seconds_of(const std::function<void()>& work) {
+  Stopwatch clock;
+  work();
+  return clock.lap();
+}
+
+// One untimed warm-up call, then `repeats` timed ones.
+PhaseTimes time_phase(const std::string& name, int64_t repeats, const std::function<void()>& work) {
+  work();
+  PhaseTimes p{name, {}};
+  for (int64_t i = 0; i < repeats; ++i) p.seconds.push_back(seconds_of(work));
+  return p;
+}
+
+int64_t bytes_of(const torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel() * static_cast<int64_t>(p.element_size());
+  return n;
+}
+
+std::shared_ptr<LoadedModel> load(const BenchOptions& o, double* seconds) {
+  std::shared_ptr<LoadedModel> m;
+  *seconds = seconds_of([&] {
+    if (!o.preset.empty()) {
+      m = make_random_model(o.preset, 0, o.bf16);
+    } else {
+      LoadOptions load;
+      load.dtype = o.bf16 ? torch::kBFloat16 : torch::kFloat;
+      m = std::make_shared<LoadedModel>(load_model(o.model_path, load));
+    }
+  });
+  return m;
+}
+
+std::string gflops_text(double flops, double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", seconds > 0 ? flops / seconds / 1e9 : 0.0);
+  return buf;
+}
+
+}  // namespace
+
+double PhaseTimes::min() const { return seconds.empty() ? 0 : *std::min_element(seconds.begin(), seconds.end()); }
+double PhaseTimes::median() const {
+  if (seconds.empty()) return 0;
+  auto s = seconds;
+  std::sort(s.begin(), s.end());
+  const size_t n = s.size();
+  return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+const PhaseTimes* BenchReport::phase(const std::string& name) const {
+  for (const auto& p : phases)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+BenchReport run_bench(const BenchOptions& o) {
+  if (o.preset.empty() == o.model_path.empty()) throw Error("bench", "give either a preset or a model");
+  if (o.repeats < 1 || o.repeats > 1000) throw Error("--repeats", "must be in 1..1000");
+  if (o.steps < 1 || o.steps > 1000) throw Error("--steps", "must be in 1..1000");
+  auto note = [&](const std::string& phase) {
+    if (o.on_phase) o.on_phase(phase);
+  };
+  BenchReport r;
+  r.dtype = o.bf16 ? "bf16" : "f32";
+  r.threads = torch::get_num_threads();
+  r.steps = o.steps;
+  if (o.measure_machine) {
+    note("machine rates");
+    r.machine = measure_machine_rates();
+  }
+
+  note("load");
+  double load_seconds = 0;
+  auto model = load(o, &load_seconds);
+  r.phases.push_back({o.preset.empty() ? "load" : "build_random", {load_seconds}});
+  const LoadedModel& m = *model;
+  r.model = o.preset.empty() ? o.model_path : "random " + o.preset;
+  r.family = family_name(m.plan.family);
+  for (const auto& p : m.unet->parameters()) r.unet_parameters += p.numel();
+  r.weights_bytes = bytes_of(*m.unet) + bytes_of(*m.vae) + (m.text_encoder ? bytes_of(*m.text_encoder) : 0) +
+                    (m.text_encoder_2 ? bytes_of(*m.text_encoder_2) : 0);
+
+  torch::InferenceMode inference;
+  const int64_t factor = m.vae->config.downsampling_factor();
+  const int64_t native = m.unet->config.sample_size * factor;
+  r.width = o.width > 0 ? o.width : native;
+  r.height = o.height > 0 ? o.height : native;
+  GenerationOptions gen;
+  gen.prompt = o.prompt;
+  gen.width = r.width;
+  gen.height = r.height;
+  gen.steps = o.steps;
+  gen.cfg_scale = o.cfg_scale;
+  validate_options(gen);
+  const bool cfg = o.cfg_scale > 1.0;
+  r.unet_batch = cfg ? 2 : 1;
+  const auto dtype = m.unet->conv_in->weight.scalar_type();
+
+  note("text encoding");
+  Conditioning cond;
+  r.phases.push_back(time_phase("text_encode", o.repeats, [&] {
+    cond = encode_prompts(m, {o.prompt}, {}, {});
+    if (cfg) encode_prompts(m, {""}, {}, {});
+  }));
+
+  note("UNet step");
+  auto unet = m.unet;
+  auto latents = torch::randn({r.unet_batch, m.vae->config.latent_channels, r.height / factor, r.width / factor}).to(dtype);
+  auto context = cond.context.expand({r.unet_batch, -1, -1}).contiguous().to(dtype);
+  nn::AddedConditions added;
+  if (m.text_encoder_2) {
+    added.text_embeds = cond.pooled.expand({r.unet_batch, -1}).contiguous().to(dtype);
+    added.time_ids = torch::tensor({r.height, r.width, int64_t{0}, int64_t{0}, r.height, r.width}, torch::kFloat)
+                         .unsqueeze(0)
+                         .expand({r.unet_batch, 6});
+  }
+  const auto t = torch::tensor({500.0});
+  auto step = [&] { unet->forward(latents, t, context, added); };
+  r.phases.push_back(time_phase("unet_step", o.repeats, step));
+  {
+    nn::ScopedOpProfile profile(r.unet_step_ops);
+    r.unet_step_profiled_seconds = seconds_of(step);
+  }
+
+  note("VAE decode");
+  auto vae = m.vae;
+  auto one_latent = latents.narrow(0, 0, 1).contiguous();
+  r.phases.push_back(time_phase("vae_decode", o.repeats, [&] { vae->decode(one_latent); }));
+
+  note("generation");
+  Pipeline pipeline(model);
+  r.phases.push_back(time_phase("generation", o.repeats, [&] { pipeline.generate(gen); }));
+  r.peak_rss_bytes = peak_resident_bytes();
+  return r;
+}
+
+nlohmann::json bench_report_json(const BenchReport& r) {
+  using nlohmann::json;
+  json phases = json::object();
+  for (const auto& p : r.phases)
+    phases[p.name] = {{"seconds", p.seconds}, {"min_s", p.min()}, {"median_s", p.median()}};
+  json ops = json::object();
+  double flops = 0;
+  for (int k = 0; k < nn::kOpKinds; ++k) {
+    const auto& o = r.unet_step_ops;
+    ops[nn::op_kind_name(static_cast<nn::OpKind>(k))] = {
+        {"gflop", o.flops[k] / 1e9}, {"seconds", o.seconds[k]}, {"calls", o.calls[k]}};
+    flops += o.flops[k];
+  }
+  auto rate = [](const KernelRate& k) { return json{{"gflops", k.gflops}, {"shape", k.shape}}; };
+  const PhaseTimes* step = r.phase("unet_step");
+  const double step_s = step ? step->median() : 0;
+  return {{"model", r.model},
+          {"family", r.family},
+          {"dtype", r.dtype},
+          {"width", r.width},
+          {"height", r.height},
+          {"unet_batch", r.unet_batch},
+          {"generation_steps", r.steps},
+          {"threads", r.threads},
+          {"unet_parameters", r.unet_parameters},
+          {"weights_bytes", r.weights_bytes},
+          {"peak_rss_bytes", r.peak_rss_bytes},
+          {"phases", phases},
+          {"unet_step",
+           {{"gflop", flops / 1e9},
+            {"median_s", step_s},
+            {"gflops", step_s > 0 ? flops / step_s / 1e9 : 0},
+            {"profiled_s", r.unet_step_profiled_seconds},
+            {"by_kind", ops}}},
+          {"machine",
+           {{"gemm_f32", rate(r.machine.gemm_f32)},
+            {"gemm_bf16", rate(r.machine.gemm_bf16)},
+            {"conv3x3_f32", rate(r.machine.conv3x3_f32)},
+            {"conv3x3_bf16", rate(r.machine.conv3x3_bf16)}}}};
+}
+
+std::string bench_report_text(const BenchReport& r) {
+  std::ostringstream out;
+  char line[256];
+  out << r.model << " (" << r.family << ", UNet " << r.unet_parameters / 1000000.0 << "M parameters), " << r.dtype
+      << ", " << r.width << "x" << r.height << ", UNet batch " << r.unet_batch << ", " << r.threads << " threads\n\n";
+  out << "phase            min s   median s   calls\n";
+  for (const auto& p : r.phases) {
+    std::snprintf(line, sizeof line, "%-14s %7.3f   %8.3f   %5zu\n", p.name.c_str(), p.min(), p.median(),
+                  p.seconds.size());
+    out << line;
+  }
+  const bool bf16 = r.dtype == "bf16";
+  const double gemm = bf16 ? r.machine.gemm_bf16.gflops : r.machine.gemm_f32.gflops;
+  const double conv = bf16 ? r.machine.conv3x3_bf16.gflops : r.machine.conv3x3_f32.gflops;
+  auto share = [](double achieved_flops_per_s, double peak_gflops) {
+    char buf[16];
+    if (peak_gflops <= 0) return std::string("-");
+    std::snprintf(buf, sizeof buf, "%.0f%%", 100 * achieved_flops_per_s / 1e9 / peak_gflops);
+    return std::string(buf);
+  };
+  out << "\nUNet step by layer kind (one profiled step, " << r.unet_step_profiled_seconds << " s)\n";
+  out << "kind         GFLOP    seconds   GFLOP/s   share of machine\n";
+  double flops = 0, counted = 0;
+  for (int k = 0; k < nn::kOpKinds; ++k) {
+    const auto kind = static_cast<nn::OpKind>(k);
+    const double f = r.unet_step_ops.flops[k], s = r.unet_step_ops.seconds[k];
+    flops += f;
+    counted += s;
+    const double peak = kind == nn::OpKind::Conv ? conv : gemm;
+    std::snprintf(line, sizeof line, "%-10s %7.1f   %8.3f   %7s   %s\n", nn::op_kind_name(kind), f / 1e9, s,
+                  f > 0 ? gflops_text(f, s).c_str() : "-",
+                  f > 0 ? (share(f / s, peak) + (kind == nn::OpKind::Conv ? " of conv" : " of GEMM")).c_str() : "");
+    out << line;
+  }
+  std::snprintf(line, sizeof line, "%-10s %7s   %8.3f\n", "other", "", r.unet_step_profiled_seconds - counted);
+  out << line;
+  const PhaseTimes* step = r.phase("unet_step");
+  const double step_s = step ? step->median() : 0;
+  out << "whole step: " << flops / 1e9 << " GFLOP in " << step_s << " s (median) = " << gflops_text(flops, step_s)
+      << " GFLOP/s: " << share(flops / step_s, conv) << " of the conv rate, " << share(flops / step_s, gemm)
+      << " of the GEMM rate\n";
+  if (r.machine.gemm_f32.gflops > 0) {
+    out << "\nmachine (same run, best call)\n";
+    auto rate_line = [&](const char* name, const KernelRate& k) {
+      std::snprintf(line, sizeof line, "%-13s %7.1f GFLOP/s  (%s)\n", name, k.gflops, k.shape.c_str());
+      out << line;
+    };
+    rate_line("GEMM f32", r.machine.gemm_f32);
+    rate_line("GEMM bf16", r.machine.gemm_bf16);
+    rate_line("conv3x3 f32", r.machine.conv3x3_f32);
+    rate_line("conv3x3 bf16", r.machine.conv3x3_bf16);
+  }
+  std::snprintf(line, sizeof line, "\nweights %.2f GB, peak RSS %.2f GB\n", r.weights_bytes / 1e9, r.peak_rss_bytes / 1e9);
+  out << line;
+  return out.str();
+}
+
+}  // namespace lumen

@@ -1,0 +1,55 @@
+// `lumen bench`: where a model's time goes. Times loading, text encoding, one
+// UNet step (the CFG batch), VAE decoding and whole generations; counts a UNet
+// step's FLOPs and time per layer kind; states the achieved rates as shares of
+// the machine's own GEMM and convolution rates measured in the same run.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "nn/op_profile.h"
+#include "perf/machine_rates.h"
+
+namespace lumen {
+
+struct BenchOptions {
+  std::string preset;      // random weights in this architecture (sd15, sd21, sdxl, shapes, tiny), or
+  std::string model_path;  // a model folder or single file
+  bool bf16 = false;
+  int64_t width = 0, height = 0;  // 0: the model's native size
+  int64_t steps = 4;              // of each whole generation
+  int64_t repeats = 3;            // timed calls of each phase (after one warm-up)
+  double cfg_scale = 7.0;
+  std::string prompt = "a photograph of an astronaut riding a horse";
+  bool measure_machine = true;
+  std::function<void(const std::string& phase)> on_phase;  // progress, for the CLI
+};
+
+struct PhaseTimes {
+  std::string name;
+  std::vector<double> seconds;
+  double min() const;
+  double median() const;
+};
+
+struct BenchReport {
+  std::string model, family, dtype;
+  int64_t width = 0, height = 0, unet_batch = 0, steps = 0, threads = 0;
+  int64_t unet_parameters = 0;
+  std::vector<PhaseTimes> phases;  // load, text_encode, unet_step, vae_decode, generation
+  nn::OpTotals unet_step_ops;      // one profiled UNet step
+  double unet_step_profiled_seconds = 0;
+  MachineRates machine;  // zero when not measured
+  int64_t weights_bytes = 0, peak_rss_bytes = 0;
+  const PhaseTimes* phase(const std::string& name) const;
+};
+
+BenchReport run_bench(const BenchOptions& options);
+
+nlohmann::json bench_report_json(const BenchReport& report);
+// The human-readable report: phases, the UNet step by layer kind, the machine.
+std::string bench_report_text(const BenchReport& report);
+
+}  // namespace lumen

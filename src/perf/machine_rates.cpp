@@ -1,0 +1,72 @@
+#include "perf/machine_rates.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <functional>
+
+#include "nn/op_profile.h"
+
+namespace lumen {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The best rate of repeated calls of `kernel` (doing `flops` each) over about `budget` seconds.
+double best_gflops(const std::function<torch::Tensor()>& kernel, double flops, double budget) {
+  kernel();  // warm-up: first-call allocation, oneDNN primitive creation
+  double best = 0;
+  const auto begin = std::chrono::steady_clock::now();
+  int calls = 0;
+  // At least one timed call, however slow (bf16 without hardware support is ~20x slower).
+  while (calls < 1 || seconds_since(begin) < budget) {
+    const auto start = std::chrono::steady_clock::now();
+    auto out = kernel();
+    const double s = seconds_since(start);
+    best = std::max(best, flops / s / 1e9);
+    ++calls;
+  }
+  return best;
+}
+
+KernelRate gemm_rate(torch::Dtype dtype, double budget) {
+  const int64_t n = 1024;
+  auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
+  return {best_gflops([&] { return torch::matmul(a, b); }, nn::linear_flops(n, n, n), budget),
+          std::to_string(n) + "x" + std::to_string(n) + " @ " + std::to_string(n) + "x" + std::to_string(n)};
+}
+
+// SD1.5's first UNet level at 256² (320 channels, 32×32 latent, CFG batch 2).
+KernelRate conv_rate(torch::Dtype dtype, double budget) {
+  const int64_t batch = 2, channels = 320, side = 32;
+  auto x = torch::randn({batch, channels, side, side}).to(dtype);
+  auto w = (torch::randn({channels, channels, 3, 3}) * 0.02).to(dtype);
+  auto bias = torch::zeros({channels}).to(dtype);
+  const double flops = nn::conv2d_flops(batch, channels, channels, 3, side, side);
+  auto conv = [&](const torch::Tensor& in, const torch::Tensor& weight) {
+    return [&, in, weight] { return torch::conv2d(in, weight, bias, {1, 1}, {1, 1}); };
+  };
+  const double nchw = best_gflops(conv(x, w), flops, budget / 2);
+  const double channels_last = best_gflops(conv(x.contiguous(at::MemoryFormat::ChannelsLast),
+                                                w.contiguous(at::MemoryFormat::ChannelsLast)),
+                                           flops, budget / 2);
+  const std::string shape = "3x3 " + std::to_string(channels) + "->" + std::to_string(channels) + " on " +
+                            std::to_string(batch) + "x" + std::to_string(side) + "x" + std::to_string(side);
+  return channels_last > nchw ? KernelRate{channels_last, shape + " channels-last"} : KernelRate{nchw, shape + " NCHW"};
+}
+
+}  // namespace
+
+MachineRates measure_machine_rates(double seconds_each) {
+  torch::InferenceMode inference;
+  MachineRates r;
+  r.gemm_f32 = gemm_rate(torch::kFloat, seconds_each);
+  r.gemm_bf16 = gemm_rate(torch::kBFloat16, seconds_each);
+  r.conv3x3_f32 = conv_rate(torch::kFloat, seconds_each);
+  r.conv3x3_bf16 = conv_rate(torch::kBFloat16, seconds_each);
+  return r;
+}
+
+}  // namespace lumen

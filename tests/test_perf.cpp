@@ -1,0 +1,168 @@
+// Measuring: FLOP counting per layer kind, `lumen bench`'s report, the preset
+// architectures, per-phase generation times and the model-hash cache.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "io/text_file.h"
+#include "model/configs.h"
+#include "model/random_model.h"
+#include "nn/clip_text.h"
+#include "nn/layers.h"
+#include "nn/op_profile.h"
+#include "nn/unet.h"
+#include "perf/bench.h"
+#include "perf/process_memory.h"
+#include "pipeline/infotext.h"
+#include "pipeline/model_hash_cache.h"
+
+namespace {
+
+using lumen::nn::OpKind;
+
+int64_t count_parameters(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+template <typename M>
+int64_t count_modules(torch::nn::Module& root) {
+  int64_t n = 0;
+  for (const auto& m : root.modules())
+    if (dynamic_cast<M*>(m.get())) ++n;
+  return n;
+}
+
+TEST(OpProfile, CountsConvLinearAndAttentionFlopsOnlyWhileActive) {
+  torch::InferenceMode inference;
+  lumen::nn::Conv2d conv(8, 16, 3, 2, 1);
+  lumen::nn::Linear linear(32, 24);
+  for (auto* p : {&conv->weight, &conv->bias, &linear->weight, &linear->bias}) p->normal_();
+  auto x = torch::randn({2, 8, 10, 10});
+  auto tokens = torch::randn({3, 5, 32});
+  auto q = torch::randn({2, 7, 16}), kv = torch::randn({2, 9, 16});
+
+  lumen::nn::OpTotals totals;
+  conv(x);  // before: not recorded
+  {
+    lumen::nn::ScopedOpProfile profile(totals);
+    EXPECT_EQ(conv(x).sizes(), (std::vector<int64_t>{2, 16, 5, 5}));
+    linear(tokens);
+    lumen::nn::multi_head_attention(q, kv, kv, 4, false);
+  }
+  linear(tokens);  // after: not recorded
+  EXPECT_DOUBLE_EQ(totals.flops_of(OpKind::Conv), 2.0 * 2 * 16 * 5 * 5 * 8 * 9);
+  EXPECT_DOUBLE_EQ(totals.flops_of(OpKind::Linear), 2.0 * 15 * 32 * 24);
+  EXPECT_DOUBLE_EQ(totals.flops_of(OpKind::Attention), 2.0 * 2 * 2 * 4 * 7 * 9 * 4);
+  for (int k : {0, 1, 2}) EXPECT_EQ(totals.calls[k], 1);
+  EXPECT_GT(totals.seconds_of(OpKind::Conv), 0);
+  EXPECT_EQ(lumen::nn::active_op_profile(), nullptr);
+}
+
+// The presets are the public architectures: their UNet and text-encoder sizes
+// are the published parameter counts (built with empty tensors: nothing is filled).
+TEST(RandomPresets, HaveThePublicArchitecturesParameterCounts) {
+  const std::map<std::string, int64_t> unet_parameters{
+      {"sd15", 859520964}, {"sd21", 865910724}, {"sdxl", 2567463684}};
+  for (const auto& [name, expected] : unet_parameters) {
+    const auto configs = lumen::random_preset_configs(name);
+    lumen::nn::UNet2DCondition unet(lumen::parse_unet_config(configs["unet"], name));
+    EXPECT_EQ(count_parameters(*unet), expected) << name;
+  }
+  lumen::nn::ClipTextModel clip_l(lumen::parse_clip_text_config(lumen::random_preset_configs("sd15")["text_encoder"], "sd15"));
+  EXPECT_EQ(count_parameters(*clip_l), 123060480);
+  EXPECT_TRUE(lumen::random_preset_configs("sdxl").contains("text_encoder_2"));
+  EXPECT_THROW(lumen::random_preset_configs("sd3"), std::exception);
+}
+
+TEST(Bench, ReportsEveryPhaseAndCountsEachLayerOncePerUNetStep) {
+  lumen::BenchOptions o;
+  o.preset = "tiny";
+  o.repeats = 2;
+  o.steps = 2;
+  o.measure_machine = false;
+  const lumen::BenchReport r = lumen::run_bench(o);
+  for (const char* name : {"build_random", "text_encode", "unet_step", "vae_decode", "generation"}) {
+    const auto* p = r.phase(name);
+    ASSERT_NE(p, nullptr) << name;
+    EXPECT_EQ(p->seconds.size(), std::string(name) == "build_random" ? 1u : 2u) << name;
+    EXPECT_GT(p->min(), 0) << name;
+    EXPECT_LE(p->min(), p->median()) << name;
+  }
+  EXPECT_EQ(r.unet_batch, 2);
+  EXPECT_EQ(r.width, 16);  // the tiny preset's native size: sample_size 8 x its VAE's factor 2
+  // One step calls every conv and linear layer of the UNet once, and attention
+  // twice per transformer block (self and cross).
+  auto model = lumen::make_random_model("tiny", 0, false);
+  EXPECT_EQ(r.unet_step_ops.calls[0], count_modules<lumen::nn::Conv2dImpl>(*model->unet));
+  EXPECT_EQ(r.unet_step_ops.calls[1], count_modules<lumen::nn::LinearImpl>(*model->unet));
+  EXPECT_GT(r.unet_step_ops.calls[2], 0);
+  EXPECT_EQ(r.unet_step_ops.calls[2] % 2, 0);
+  EXPECT_GT(r.unet_step_ops.flops[0], 0);
+  EXPECT_EQ(r.unet_parameters, count_parameters(*model->unet));
+  EXPECT_GE(r.peak_rss_bytes, r.weights_bytes);
+
+  const auto j = lumen::bench_report_json(r);
+  EXPECT_EQ(j["phases"]["unet_step"]["seconds"].size(), 2u);
+  EXPECT_NEAR(j["unet_step"]["gflop"].get<double>(),
+              (r.unet_step_ops.flops[0] + r.unet_step_ops.flops[1] + r.unet_step_ops.flops[2]) / 1e9, 1e-12);
+  const std::string text = lumen::bench_report_text(r);
+  for (const char* word : {"unet_step", "conv", "attention", "peak RSS"}) EXPECT_NE(text.find(word), std::string::npos) << word;
+}
+
+TEST(Bench, MachineRatesArePositiveForEveryKernel) {
+  const auto rates = lumen::measure_machine_rates(0.05);
+  for (const auto* k : {&rates.gemm_f32, &rates.gemm_bf16, &rates.conv3x3_f32, &rates.conv3x3_bf16}) {
+    EXPECT_GT(k->gflops, 0);
+    EXPECT_FALSE(k->shape.empty());
+  }
+}
+
+TEST(ProcessMemory, PeakIsAtLeastTheCurrentResidentSize) {
+  std::vector<char> block(64 << 20, 1);  // touched: resident
+  EXPECT_GE(lumen::peak_resident_bytes(), lumen::resident_bytes());
+  EXPECT_GE(lumen::resident_bytes(), int64_t{64} << 20);
+  EXPECT_EQ(block[12345], 1);
+}
+
+class HashCacheTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/lumen_hash_XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(HashCacheTest, RemembersAHashUntilTheFileChanges) {
+  const std::string file = dir_ + "/model.safetensors", cache = dir_ + "/cache/hashes.json";
+  std::ofstream(file) << "first version";
+  const std::string first = lumen::cached_short_file_hash(file, cache);
+  EXPECT_EQ(first, lumen::short_file_hash(file));
+  ASSERT_TRUE(std::filesystem::exists(cache));
+
+  // The cache is what answers while size and mtime match: a doctored entry shows it.
+  auto doctored = lumen::read_json_file(cache);
+  const std::string key = doctored.begin().key();
+  doctored[key]["short_hash"] = "from-cache";
+  std::ofstream(cache) << doctored.dump();
+  EXPECT_EQ(lumen::cached_short_file_hash(file, cache), "from-cache");
+
+  // A new version of the file (other size and mtime) is hashed again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::ofstream(file) << "second, longer version";
+  EXPECT_EQ(lumen::cached_short_file_hash(file, cache), lumen::short_file_hash(file));
+  EXPECT_NE(lumen::short_file_hash(file), first);
+
+  // A corrupt cache is rebuilt, not an error.
+  std::ofstream(cache) << "{not json";
+  EXPECT_EQ(lumen::cached_short_file_hash(file, cache), lumen::short_file_hash(file));
+  EXPECT_NO_THROW(lumen::read_json_file(cache));
+}
+
+}  // namespace
