@@ -13,6 +13,7 @@ packages=(
   libgloo-dev                           # c10d's Gloo backend: data-parallel training
   libprotobuf-dev protobuf-compiler libboost-dev  # TensorBoard event files (protobuf, CRC-32C)
   clang libclang-rt-14-dev              # libFuzzer and the sanitizers for fuzz/ (scripts/fuzz.sh)
+  libgoogle-perftools-dev               # tcmalloc: freed activations reused, not faulted in again each step
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -63,6 +63,28 @@ TEST(OpProfile, CountsConvLinearAndAttentionFlopsOnlyWhileActive) {
   EXPECT_EQ(lumen::nn::active_op_profile(), nullptr);
 }
 
+// Chunking the queries bounds the score matrix and changes nothing else.
+TEST(Attention, ChunkedEqualsWhole) {
+  torch::InferenceMode inference;
+  torch::manual_seed(3);
+  auto q = torch::randn({2, 37, 24}), k = torch::randn({2, 11, 24}), v = torch::randn({2, 11, 24});
+  auto mask = torch::full({37, 11}, -std::numeric_limits<float>::infinity()).triu(1);
+  const int64_t saved = lumen::nn::attention_chunk_bytes();
+  lumen::nn::set_attention_chunk_bytes(0);
+  auto whole = lumen::nn::multi_head_attention(q, k, v, 3, false);
+  auto whole_masked = lumen::nn::multi_head_attention(q, k, v, 3, false, mask);
+  // Reference formula, heads split by hand.
+  auto split = [](const torch::Tensor& t) { return t.reshape({t.size(0), t.size(1), 3, 8}).transpose(1, 2); };
+  auto ref = torch::matmul(torch::softmax(torch::matmul(split(q), split(k).transpose(-1, -2)) / std::sqrt(8.0), -1), split(v))
+                 .transpose(1, 2)
+                 .reshape({2, 37, 24});
+  EXPECT_TRUE(torch::allclose(whole, ref, 1e-5, 1e-6));
+  lumen::nn::set_attention_chunk_bytes(2 * 3 * 11 * 4 * 5);  // five query rows a chunk: 8 chunks, the last of 2
+  EXPECT_LT((lumen::nn::multi_head_attention(q, k, v, 3, false) - whole).abs().max().item<float>(), 1e-5);
+  EXPECT_LT((lumen::nn::multi_head_attention(q, k, v, 3, false, mask) - whole_masked).abs().max().item<float>(), 1e-5);
+  lumen::nn::set_attention_chunk_bytes(saved);
+}
+
 // The presets are the public architectures: their UNet and text-encoder sizes
 // are the published parameter counts (built with empty tensors: nothing is filled).
 TEST(RandomPresets, HaveThePublicArchitecturesParameterCounts) {

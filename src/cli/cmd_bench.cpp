@@ -29,6 +29,8 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--repeats", a->options.repeats, "timed calls of each phase, after one warm-up")->capture_default_str();
   cmd->add_option("--cfg-scale", a->options.cfg_scale, "guidance scale (> 1: the UNet runs a CFG batch of 2)")
       ->capture_default_str();
+  cmd->add_option("--phases", a->options.phases, "only these phases: text_encode, unet_step, vae_decode, generation")
+      ->delimiter(',');
   cmd->add_flag("--no-machine", a->no_machine, "skip measuring the machine's GEMM and convolution rates");
   cmd->add_flag("--json", a->json, "print the report as JSON");
   return [a, cmd]() {

@@ -1,5 +1,7 @@
 #include "nn/layers.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "nn/op_profile.h"
@@ -68,25 +70,52 @@ EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t dim) {
 }
 torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
 
+namespace {
+std::atomic<int64_t> g_attention_chunk_bytes{int64_t{256} << 20};
+
+// [B,S,H*D] → [B*H,S,D]
+torch::Tensor split_heads(const torch::Tensor& t, int64_t heads) {
+  const int64_t b = t.size(0), s = t.size(1), d = t.size(2) / heads;
+  return t.reshape({b, s, heads, d}).permute({0, 2, 1, 3}).reshape({b * heads, s, d});
+}
+}  // namespace
+
+void set_attention_chunk_bytes(int64_t bytes) { g_attention_chunk_bytes = std::max<int64_t>(bytes, 0); }
+int64_t attention_chunk_bytes() { return g_attention_chunk_bytes; }
+
 torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t heads, bool upcast,
                                    const torch::Tensor& additive_mask) {
   const int64_t b = q.size(0), sq = q.size(1), sk = k.size(1);
   const int64_t d = q.size(2) / heads;
   OpTimer timer(OpKind::Attention, attention_flops(b, heads, sq, sk, d));
-  auto split = [&](const torch::Tensor& t, int64_t s) {
-    return t.reshape({b, s, heads, d}).transpose(1, 2);  // [B,H,S,D]
-  };
-  auto qh = split(q, sq), kh = split(k, sk), vh = split(v, sk);
   const bool in_float = upcast || q.scalar_type() != torch::kFloat;
-  if (in_float) {
-    qh = qh.to(torch::kFloat);
-    kh = kh.to(torch::kFloat);
+  // Scaling the queries (Sq×D) is cheaper than scaling the scores (Sq×Sk).
+  auto qh = split_heads(in_float ? q.to(torch::kFloat) : q, heads) * (1.0 / std::sqrt(static_cast<double>(d)));  // [B*H,Sq,D]
+  auto kt = split_heads(in_float ? k.to(torch::kFloat) : k, heads).transpose(1, 2);  // [B*H,D,Sk]
+  auto vh = split_heads(v, heads);
+  torch::Tensor mask;
+  if (additive_mask.defined())
+    mask = additive_mask.to(qh.scalar_type()).expand({b, heads, sq, sk}).reshape({b * heads, sq, sk});
+  // softmax(q kᵀ) v for queries [from, from+n): each query row is independent,
+  // so chunking the queries bounds the score matrix without changing the result.
+  auto rows = [&](int64_t from, int64_t n) {
+    auto qc = qh.narrow(1, from, n);
+    auto scores = mask.defined() ? torch::baddbmm(mask.narrow(1, from, n), qc, kt) : torch::bmm(qc, kt);
+    return torch::bmm(scores.softmax(-1).to(vh.scalar_type()), vh);
+  };
+  const int64_t row_bytes = b * heads * sk * static_cast<int64_t>(sizeof(float));
+  const int64_t limit = g_attention_chunk_bytes;
+  const int64_t chunk = limit > 0 ? std::max<int64_t>(1, limit / row_bytes) : sq;
+  torch::Tensor out;
+  if (chunk >= sq) {
+    out = rows(0, sq);
+  } else {
+    std::vector<torch::Tensor> parts;
+    for (int64_t from = 0; from < sq; from += chunk) parts.push_back(rows(from, std::min(chunk, sq - from)));
+    out = torch::cat(parts, 1);
   }
-  auto scores = torch::matmul(qh, kh.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(d)));
-  if (additive_mask.defined()) scores = scores + additive_mask;
-  auto probs = scores.softmax(-1).to(vh.scalar_type());
-  return torch::matmul(probs, vh).transpose(1, 2).reshape({b, sq, heads * d});
+  return out.reshape({b, heads, sq, d}).permute({0, 2, 1, 3}).reshape({b, sq, heads * d});
 }
 
 torch::Tensor timestep_embedding(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos,

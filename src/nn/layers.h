@@ -63,9 +63,16 @@ TORCH_MODULE(Embedding);
 
 // softmax(q k^T / sqrt(d)) v over `heads` heads; q [B,Sq,H*D], k/v [B,Sk,H*D].
 // Scores are computed in float32 when `upcast` is set or inputs are reduced precision.
+// Queries are processed in chunks whose float32 score matrix stays within
+// attention_chunk_bytes(), so memory is bounded at high resolution.
 torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t heads, bool upcast,
                                    const torch::Tensor& additive_mask = {});
+
+// The score-matrix budget of one attention chunk, process-wide (default 256 MiB;
+// 0: never chunk).
+void set_attention_chunk_bytes(int64_t bytes);
+int64_t attention_chunk_bytes();
 
 // Sinusoidal timestep embedding, as diffusers' get_timestep_embedding.
 torch::Tensor timestep_embedding(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos,

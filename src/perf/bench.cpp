@@ -75,8 +75,19 @@ const PhaseTimes* BenchReport::phase(const std::string& name) const {
   return nullptr;
 }
 
+const std::vector<std::string>& bench_phase_names() {
+  static const std::vector<std::string> names{"text_encode", "unet_step", "vae_decode", "generation"};
+  return names;
+}
+
 BenchReport run_bench(const BenchOptions& o) {
   if (o.preset.empty() == o.model_path.empty()) throw Error("bench", "give either a preset or a model");
+  for (const auto& p : o.phases)
+    if (std::find(bench_phase_names().begin(), bench_phase_names().end(), p) == bench_phase_names().end())
+      throw Error("--phases", "unknown phase '" + p + "' (text_encode, unet_step, vae_decode, generation)");
+  auto wanted = [&](const std::string& phase) {
+    return o.phases.empty() || std::find(o.phases.begin(), o.phases.end(), phase) != o.phases.end();
+  };
   if (o.repeats < 1 || o.repeats > 1000) throw Error("--repeats", "must be in 1..1000");
   if (o.steps < 1 || o.steps > 1000) throw Error("--steps", "must be in 1..1000");
   auto note = [&](const std::string& phase) {
@@ -120,12 +131,16 @@ BenchReport run_bench(const BenchOptions& o) {
 
   note("text encoding");
   Conditioning cond;
-  r.phases.push_back(time_phase("text_encode", o.repeats, [&] {
+  auto encode = [&] {
     cond = encode_prompts(m, {o.prompt}, {}, {});
     if (cfg) encode_prompts(m, {""}, {}, {});
-  }));
+  };
+  if (wanted("text_encode"))
+    r.phases.push_back(time_phase("text_encode", o.repeats, encode));
+  else
+    encode();  // the UNet step needs the conditioning
 
-  note("UNet step");
+  if (wanted("unet_step")) note("UNet step");
   auto unet = m.unet;
   auto latents = torch::randn({r.unet_batch, m.vae->config.latent_channels, r.height / factor, r.width / factor}).to(dtype);
   auto context = cond.context.expand({r.unet_batch, -1, -1}).contiguous().to(dtype);
@@ -138,20 +153,20 @@ BenchReport run_bench(const BenchOptions& o) {
   }
   const auto t = torch::tensor({500.0});
   auto step = [&] { unet->forward(latents, t, context, added); };
-  r.phases.push_back(time_phase("unet_step", o.repeats, step));
-  {
+  if (wanted("unet_step")) {
+    r.phases.push_back(time_phase("unet_step", o.repeats, step));
     nn::ScopedOpProfile profile(r.unet_step_ops);
     r.unet_step_profiled_seconds = seconds_of(step);
   }
 
-  note("VAE decode");
+  if (wanted("vae_decode")) note("VAE decode");
   auto vae = m.vae;
   auto one_latent = latents.narrow(0, 0, 1).contiguous();
-  r.phases.push_back(time_phase("vae_decode", o.repeats, [&] { vae->decode(one_latent); }));
+  if (wanted("vae_decode")) r.phases.push_back(time_phase("vae_decode", o.repeats, [&] { vae->decode(one_latent); }));
 
-  note("generation");
+  if (wanted("generation")) note("generation");
   Pipeline pipeline(model);
-  r.phases.push_back(time_phase("generation", o.repeats, [&] { pipeline.generate(gen); }));
+  if (wanted("generation")) r.phases.push_back(time_phase("generation", o.repeats, [&] { pipeline.generate(gen); }));
   r.peak_rss_bytes = peak_resident_bytes();
   return r;
 }

@@ -24,6 +24,7 @@ struct BenchOptions {
   double cfg_scale = 7.0;
   std::string prompt = "a photograph of an astronaut riding a horse";
   bool measure_machine = true;
+  std::vector<std::string> phases;  // of text_encode, unet_step, vae_decode, generation; empty: all
   std::function<void(const std::string& phase)> on_phase;  // progress, for the CLI
 };
 
@@ -47,6 +48,9 @@ struct BenchReport {
 };
 
 BenchReport run_bench(const BenchOptions& options);
+
+// The phases a bench can time, in order (besides loading, always timed).
+const std::vector<std::string>& bench_phase_names();
 
 nlohmann::json bench_report_json(const BenchReport& report);
 // The human-readable report: phases, the UNet step by layer kind, the machine.
