@@ -16,9 +16,20 @@ bool is_dir(const std::string& p) { return std::filesystem::is_directory(p); }
 
 }  // namespace
 
+namespace {
+bool g_threads_chosen = false;
+}
+
 void set_threads(int n) {
+  g_threads_chosen = n > 0;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
+}
+
+bool fit_threads_to_work(double unet_step_flops) {
+  if (g_threads_chosen || torch::get_num_threads() <= 1 || unet_step_flops >= kSmallUNetStepFlops) return false;
+  torch::set_num_threads(1);
+  return true;
 }
 
 std::string asset_dir() {

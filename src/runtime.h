@@ -4,9 +4,21 @@
 
 namespace lumen {
 
-// Sets LibTorch's intra-op threads; n ≤ 0 means one per core. (Debian's
-// LibTorch defaults to 1 here, so this is always called explicitly.)
+// Sets LibTorch's intra-op threads; n ≤ 0 means one per core, chosen
+// automatically (fit_threads_to_unet may lower it). (Debian's LibTorch
+// defaults to 1 here, so this is always called explicitly.)
 void set_threads(int n);
+
+// A UNet step estimated below this many FLOPs runs on one thread. Measured
+// (2 cores, the default model's architecture): a 1.7 GFLOP step ran as fast
+// on one thread as on two, an 8.3 GFLOP one 1.3x faster on two; with the other
+// core busy two threads made a 64x64 image 3.8x slower than one.
+constexpr double kSmallUNetStepFlops = 4e9;
+
+// Small networks gain nothing from more threads and lose much when another
+// core is busy (OpenMP workers wait on it). Unless the user set the thread
+// count, uses one thread when a UNet step is small. True when it did.
+bool fit_threads_to_work(double unet_step_flops);
 
 // The assets folder: $LUMEN_ASSET_DIR, else <prefix>/share/lumen/assets beside
 // the running program, else the configured install prefix's, else the source

@@ -18,6 +18,8 @@
 #include "perf/process_memory.h"
 #include "pipeline/infotext.h"
 #include "pipeline/model_hash_cache.h"
+#include "pipeline/pipeline.h"
+#include "runtime.h"
 
 namespace {
 
@@ -149,6 +151,26 @@ TEST(ProcessMemory, PeakIsAtLeastTheCurrentResidentSize) {
   EXPECT_GE(lumen::peak_resident_bytes(), lumen::resident_bytes());
   EXPECT_GE(lumen::resident_bytes(), int64_t{64} << 20);
   EXPECT_EQ(block[12345], 1);
+}
+
+// Small work runs on one thread unless the user chose the count.
+TEST(Threads, SmallUNetStepsUseOneThreadUnlessChosen) {
+  auto model = lumen::make_random_model("tiny", 0, false);
+  lumen::GenerationOptions o;
+  o.cfg_scale = 7;
+  const double flops = lumen::estimated_unet_step_flops(*model, o);
+  EXPECT_DOUBLE_EQ(flops, 2.0 * count_parameters(*model->unet) * 8 * 8 * 2);  // 16x16 image, VAE factor 2, CFG batch 2
+  EXPECT_LT(flops, lumen::kSmallUNetStepFlops);
+
+  lumen::set_threads(2);  // as --threads 2: kept
+  EXPECT_FALSE(lumen::fit_threads_to_work(flops));
+  EXPECT_EQ(torch::get_num_threads(), 2);
+  lumen::set_threads(0);  // automatic
+  const int cores = torch::get_num_threads();
+  EXPECT_FALSE(lumen::fit_threads_to_work(lumen::kSmallUNetStepFlops * 2));
+  EXPECT_EQ(torch::get_num_threads(), cores);
+  EXPECT_EQ(lumen::fit_threads_to_work(flops), cores > 1);
+  EXPECT_EQ(torch::get_num_threads(), 1);
 }
 
 class HashCacheTest : public testing::Test {

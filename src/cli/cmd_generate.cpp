@@ -229,6 +229,8 @@ int run_generate(GenerateArgs& a, bool img2img) {
   auto model = std::make_shared<LoadedModel>(load_model(path, load));
   merge_adapters(a.adapters, *model, std::cerr);
   Pipeline pipeline(model);
+  if (fit_threads_to_work(estimated_unet_step_flops(*model, o)) && a.verbose)
+    std::cerr << "threads: 1 (a small model; --threads overrides)\n";
   report("load " + seconds_text(clock.lap()));
 
   InfotextFields fields;

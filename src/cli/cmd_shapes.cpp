@@ -263,6 +263,7 @@ int run_judge_model(const JudgeModelOptions& o) {
       g.width = g.height = o.size;
       g.seed = o.seed;
       g.batch_size = o.seeds;
+      fit_threads_to_work(estimated_unet_step_flops(*model, g));
       const auto images = pipeline.generate(g).images;
       for (int64_t i = 0; i < images.size(0); ++i) {
         const RgbImage rgb = rgb_from_tensor(images[i]);

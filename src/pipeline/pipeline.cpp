@@ -113,6 +113,18 @@ std::unique_ptr<samplers::Scheduler> Pipeline::make_scheduler(const GenerationOp
   return s;
 }
 
+double estimated_unet_step_flops(const LoadedModel& m, const GenerationOptions& o) {
+  const int64_t factor = m.vae->config.downsampling_factor();
+  const int64_t native = m.unet->config.sample_size * factor;
+  const double pixels = static_cast<double>((o.width > 0 ? o.width : native) / factor) *
+                        static_cast<double>((o.height > 0 ? o.height : native) / factor);
+  const double batch = static_cast<double>(o.prompts.empty() ? o.batch_size : static_cast<int64_t>(o.prompts.size())) *
+                       (o.cfg_scale > 1.0 ? 2 : 1);
+  double parameters = 0;
+  for (const auto& p : m.unet->parameters()) parameters += static_cast<double>(p.numel());
+  return 2.0 * parameters * pixels * batch;
+}
+
 GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   torch::InferenceMode inference;
   const LoadedModel& m = *model_;

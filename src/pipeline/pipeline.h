@@ -89,6 +89,11 @@ class Pipeline {
   nlohmann::json scheduler_config_;
 };
 
+// A UNet step's FLOPs for these options, estimated as 2 per UNet parameter per
+// latent pixel per batch item (exact at the full-resolution levels, an
+// overestimate for deeper ones): enough to tell small work from large.
+double estimated_unet_step_flops(const LoadedModel& model, const GenerationOptions& options);
+
 // Clean latents noised for a start at step `index` of the scheduler's
 // timesteps (img2img, inpainting, feedback learning's perceptual start).
 torch::Tensor add_noise(const samplers::Scheduler& s, const torch::Tensor& x, const torch::Tensor& noise, int64_t index);
