@@ -14,6 +14,8 @@
 #include "nn/layers.h"
 #include "nn/op_profile.h"
 #include "nn/unet.h"
+#include "nn/vae.h"
+#include "nn/vae_tiling.h"
 #include "perf/bench.h"
 #include "perf/process_memory.h"
 #include "pipeline/infotext.h"
@@ -207,6 +209,37 @@ TEST_F(HashCacheTest, RemembersAHashUntilTheFileChanges) {
   std::ofstream(cache) << "{not json";
   EXPECT_EQ(lumen::cached_short_file_hash(file, cache), lumen::short_file_hash(file));
   EXPECT_NO_THROW(lumen::read_json_file(cache));
+}
+
+}  // namespace
+
+namespace {
+
+// Tiled decoding: one tile is plain decoding; larger latents keep tile (0,0)'s
+// own pixels up to the blend, and a seam starts with the upper tile's pixels.
+TEST(VaeTiling, MatchesPlainDecodeInOneTileAndBlendsAtTheSeams) {
+  torch::InferenceMode inference;
+  auto model = lumen::make_random_model("tiny", 4, false);  // VAE factor 2, sample size 16: tiles of 8 latent pixels
+  auto& vae = *model->vae;
+  const lumen::nn::VaeTiling tiling;
+  ASSERT_EQ(lumen::nn::tile_latent_size(vae, tiling), 8);
+  torch::manual_seed(0);
+  auto small = torch::randn({1, 4, 8, 6});
+  EXPECT_TRUE(torch::equal(lumen::nn::decode_tiled(vae, small, tiling), vae.decode(small)));
+
+  auto z = torch::randn({1, 4, 20, 13});
+  auto out = lumen::nn::decode_tiled(vae, z, tiling);
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{1, 3, 40, 26}));
+  const int64_t tile_px = 16, blend_px = 4, keep_px = 12;
+  auto first = vae.decode(z.narrow(2, 0, 8).narrow(3, 0, 8));
+  EXPECT_TRUE(torch::allclose(out.narrow(2, 0, keep_px).narrow(3, 0, keep_px),
+                              first.narrow(2, 0, keep_px).narrow(3, 0, keep_px)));
+  // Row keep_px is the first of tile (1,0): weight 0 on it, so tile (0,0)'s row tile_px − blend_px.
+  EXPECT_TRUE(torch::allclose(out.select(2, keep_px).narrow(2, 0, keep_px),
+                              first.select(2, tile_px - blend_px).narrow(2, 0, keep_px)));
+  // Inside a seam both tiles count: differs from either alone.
+  auto below = vae.decode(z.narrow(2, 6, 8).narrow(3, 0, 8));
+  EXPECT_FALSE(torch::allclose(out.select(2, keep_px + 2).narrow(2, 0, keep_px), below.select(2, 2).narrow(2, 0, keep_px)));
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ Runner add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--phases", a->options.phases, "only these phases: text_encode, unet_step, vae_decode, generation")
       ->delimiter(',');
+  cmd->add_flag("--vae-tiling", a->options.vae_tiling, "decode in overlapping tiles (as txt2img --vae-tiling)");
   cmd->add_flag("--no-machine", a->no_machine, "skip measuring the machine's GEMM and convolution rates");
   cmd->add_flag("--json", a->json, "print the report as JSON");
   return [a, cmd]() {

@@ -36,7 +36,7 @@ struct GenerateArgs {
   int clip_skip = 1;
   double cfg_scale = 7.0, guidance_rescale = 0.0, eta = 0.0, strength = 0.75;
   uint64_t seed = 0;
-  bool verbose = false;
+  bool verbose = false, vae_tiling = false;
   bool overwrite = false, zero_snr = false, no_zero_snr = false, karras = false, plain_prompt = false;
   std::set<std::string> given;  // options set on the command line (a model's own defaults yield to them)
 };
@@ -102,6 +102,7 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--dtype", a.dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}))->capture_default_str();
   cmd->add_option("--device", a.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_flag("--overwrite", a.overwrite, "replace existing output files");
+  cmd->add_flag("--vae-tiling", a.vae_tiling, "decode in overlapping tiles: bounded memory for large images (not exact)");
   cmd->add_flag("-v,--verbose", a.verbose, "print where the time went: load, hash, text encoding, each step, decoding, writing");
 }
 
@@ -202,6 +203,7 @@ int run_generate(GenerateArgs& a, bool img2img) {
   o.encoding.plain = a.plain_prompt;
   o.eta = a.eta;
   o.strength = a.strength;
+  o.vae_tiling = a.vae_tiling;
   if (!a.prediction_type.empty()) o.prediction_type = a.prediction_type;
   if (!a.spacing.empty()) o.timestep_spacing = a.spacing;
   if (a.zero_snr) o.zero_terminal_snr = true;

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "model/model_loader.h"
 #include "model/random_model.h"
+#include "nn/vae_tiling.h"
 #include "perf/process_memory.h"
 #include "perf/stopwatch.h"
 #include "pipeline/conditioning.h"
@@ -124,6 +125,7 @@ BenchReport run_bench(const BenchOptions& o) {
   gen.height = r.height;
   gen.steps = o.steps;
   gen.cfg_scale = o.cfg_scale;
+  gen.vae_tiling = r.vae_tiling = o.vae_tiling;
   validate_options(gen);
   const bool cfg = o.cfg_scale > 1.0;
   r.unet_batch = cfg ? 2 : 1;
@@ -162,7 +164,10 @@ BenchReport run_bench(const BenchOptions& o) {
   if (wanted("vae_decode")) note("VAE decode");
   auto vae = m.vae;
   auto one_latent = latents.narrow(0, 0, 1).contiguous();
-  if (wanted("vae_decode")) r.phases.push_back(time_phase("vae_decode", o.repeats, [&] { vae->decode(one_latent); }));
+  if (wanted("vae_decode"))
+    r.phases.push_back(time_phase("vae_decode", o.repeats, [&] {
+      o.vae_tiling ? nn::decode_tiled(*vae, one_latent) : vae->decode(one_latent);
+    }));
 
   if (wanted("generation")) note("generation");
   Pipeline pipeline(model);
@@ -194,6 +199,7 @@ nlohmann::json bench_report_json(const BenchReport& r) {
           {"height", r.height},
           {"unet_batch", r.unet_batch},
           {"generation_steps", r.steps},
+          {"vae_tiling", r.vae_tiling},
           {"threads", r.threads},
           {"unet_parameters", r.unet_parameters},
           {"weights_bytes", r.weights_bytes},

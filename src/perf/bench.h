@@ -23,6 +23,7 @@ struct BenchOptions {
   int64_t repeats = 3;            // timed calls of each phase (after one warm-up)
   double cfg_scale = 7.0;
   std::string prompt = "a photograph of an astronaut riding a horse";
+  bool vae_tiling = false;  // decode in tiles (vae_decode and generation)
   bool measure_machine = true;
   std::vector<std::string> phases;  // of text_encode, unet_step, vae_decode, generation; empty: all
   std::function<void(const std::string& phase)> on_phase;  // progress, for the CLI
@@ -38,6 +39,7 @@ struct PhaseTimes {
 struct BenchReport {
   std::string model, family, dtype;
   int64_t width = 0, height = 0, unet_batch = 0, steps = 0, threads = 0;
+  bool vae_tiling = false;
   int64_t unet_parameters = 0;
   std::vector<PhaseTimes> phases;  // load, text_encode, unet_step, vae_decode, generation
   nn::OpTotals unet_step_ops;      // one profiled UNet step

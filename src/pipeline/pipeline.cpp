@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "error.h"
+#include "nn/vae_tiling.h"
 #include "perf/stopwatch.h"
 #include "pipeline/memory_estimate.h"
 #include "prompt/prompt_parser.h"
@@ -234,7 +235,8 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   r.latents = latents;
   r.times.denoise = clock.lap();
   r.times.steps = total - start;
-  auto decoded = vae->decode(vae->from_model_latents(latents).to(dtype)).to(torch::kFloat);
+  auto z = vae->from_model_latents(latents).to(dtype);
+  auto decoded = (o.vae_tiling ? nn::decode_tiled(*vae, z) : vae->decode(z)).to(torch::kFloat);
   r.images = (decoded / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous();
   r.times.decode = clock.lap();
   return r;

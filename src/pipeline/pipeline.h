@@ -49,6 +49,7 @@ struct GenerationOptions {
   // SDXL micro-conditioning; zeros mean the generated size.
   std::array<int64_t, 2> original_size{0, 0}, target_size{0, 0}, crop_top_left{0, 0};
 
+  bool vae_tiling = false;  // decode in overlapping tiles (nn/vae_tiling.h): bounded memory for large images
   torch::Tensor initial_latents;  // replaces the seeded noise (before init_noise_sigma)
   std::function<void(int64_t step, int64_t total, const torch::Tensor& latents)> on_step;
 };
