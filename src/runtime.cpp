@@ -5,6 +5,10 @@
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <torch/torch.h>
@@ -30,6 +34,21 @@ bool fit_threads_to_work(double unet_step_flops) {
   if (g_threads_chosen || torch::get_num_threads() <= 1 || unet_step_flops >= kSmallUNetStepFlops) return false;
   torch::set_num_threads(1);
   return true;
+}
+
+bool cpu_runs_bf16_fast() {
+  static const bool fast = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line.substr(line.find(':') + 1));
+      std::set<std::string> flags{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+      return flags.count("avx512bw") && flags.count("avx512vl") && flags.count("avx512dq");
+    }
+    return false;
+  }();
+  return fast;
 }
 
 std::string asset_dir() {

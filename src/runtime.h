@@ -26,6 +26,12 @@ bool fit_threads_to_work(double unet_step_flops);
 std::string asset_dir();
 std::string asset_path(const std::string& relative);
 
+// Whether LibTorch's bf16 matrix products and convolutions run on oneDNN here:
+// it needs AVX-512 (BW, VL, DQ; AVX512-BF16 or AMX make them faster still).
+// Without it bf16 falls back to scalar code (measured on an AVX2-only EPYC:
+// 4-5 GFLOP/s against 80 in f32). Read from /proc/cpuinfo's flags.
+bool cpu_runs_bf16_fast();
+
 // The real path of the BLAS library LibTorch loaded, and whether it is the slow
 // reference implementation rather than OpenBLAS.
 std::string loaded_blas_library();

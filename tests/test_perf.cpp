@@ -18,6 +18,7 @@
 #include "nn/vae_tiling.h"
 #include "perf/bench.h"
 #include "perf/process_memory.h"
+#include "pipeline/conditioning.h"
 #include "pipeline/infotext.h"
 #include "pipeline/model_hash_cache.h"
 #include "pipeline/pipeline.h"
@@ -240,6 +241,32 @@ TEST(VaeTiling, MatchesPlainDecodeInOneTileAndBlendsAtTheSeams) {
   // Inside a seam both tiles count: differs from either alone.
   auto below = vae.decode(z.narrow(2, 6, 8).narrow(3, 0, 8));
   EXPECT_FALSE(torch::allclose(out.select(2, keep_px + 2).narrow(2, 0, keep_px), below.select(2, 2).narrow(2, 0, keep_px)));
+}
+
+}  // namespace
+
+namespace {
+
+// A batch of one prompt runs the text encoder once: as many linear-layer calls
+// as a single prompt, and the same conditioning for every item.
+TEST(TextEncoding, EachDistinctPromptIsEncodedOnce) {
+  torch::InferenceMode inference;
+  auto model = lumen::make_random_model("tiny", 1, false);
+  auto linear_calls = [&](const std::vector<std::string>& prompts) {
+    lumen::nn::OpTotals totals;
+    lumen::nn::ScopedOpProfile profile(totals);
+    auto c = lumen::encode_prompts(*model, prompts, {}, {});
+    EXPECT_EQ(c.context.size(0), static_cast<int64_t>(prompts.size()));
+    return totals.calls[static_cast<int>(OpKind::Linear)];
+  };
+  const int64_t one = linear_calls({"a red circle"});
+  EXPECT_GT(one, 0);
+  EXPECT_EQ(linear_calls({"a red circle", "a red circle", "a red circle"}), one);
+  EXPECT_EQ(linear_calls({"a red circle", "a blue square", "a red circle"}), 2 * one);
+  auto batch = lumen::encode_prompts(*model, {"a red circle", "a blue square", "a red circle"}, {}, {});
+  auto single = lumen::encode_prompts(*model, {"a blue square"}, {}, {});
+  EXPECT_TRUE(torch::equal(batch.context[0], batch.context[2]));
+  EXPECT_TRUE(torch::equal(batch.context[1], single.context[0]));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "error.h"
 #include "perf/bench.h"
+#include "runtime.h"
 
 namespace lumen::cli {
 
@@ -13,6 +14,7 @@ Runner add_bench_command(CLI::App& app) {
     BenchOptions options;
     std::string dtype = "f32";
     int64_t size = 0;
+    double attention_chunk_mb = -1;
     bool json = false, no_machine = false;
   };
   auto a = std::make_shared<Args>();
@@ -32,6 +34,7 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--phases", a->options.phases, "only these phases: text_encode, unet_step, vae_decode, generation")
       ->delimiter(',');
   cmd->add_flag("--vae-tiling", a->options.vae_tiling, "decode in overlapping tiles (as txt2img --vae-tiling)");
+  cmd->add_option("--attention-chunk-mb", a->attention_chunk_mb, "score budget of one attention chunk in MiB (0: unchunked; default: the library's)");
   cmd->add_flag("--no-machine", a->no_machine, "skip measuring the machine's GEMM and convolution rates");
   cmd->add_flag("--json", a->json, "print the report as JSON");
   return [a, cmd]() {
@@ -40,7 +43,10 @@ Runner add_bench_command(CLI::App& app) {
     if (o.preset.empty() && o.model_path.empty()) o.preset = "sd15";
     if (a->size > 0) o.width = o.height = a->size;
     o.bf16 = a->dtype == "bf16";
+    if (o.bf16 && !cpu_runs_bf16_fast())
+      std::cerr << "warning: this CPU has no AVX-512: bf16 runs emulated (compare the machine's bf16 and f32 rates)\n";
     o.measure_machine = !a->no_machine;
+    if (a->attention_chunk_mb >= 0) o.attention_chunk_bytes = static_cast<int64_t>(a->attention_chunk_mb * (1 << 20));
     o.on_phase = [](const std::string& phase) { std::cerr << "bench: " << phase << "...\n"; };
     const BenchReport report = run_bench(o);
     if (a->json)

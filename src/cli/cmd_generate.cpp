@@ -110,7 +110,12 @@ torch::Dtype parse_dtype(const GenerateArgs& a) {
   if (a.device == "cuda" && !torch::cuda::is_available())
     throw Error("--device cuda", "no CUDA device (or this LibTorch is built without CUDA)");
   if (a.device == "cuda") throw Error("--device cuda", "CUDA generation is not implemented yet");
-  if (a.dtype == "bf16") return torch::kBFloat16;
+  if (a.dtype == "bf16") {
+    if (!cpu_runs_bf16_fast())
+      std::cerr << "warning: this CPU has no AVX-512: bf16 runs emulated, many times slower than f32 "
+                   "(lumen bench shows the machine's rates)\n";
+    return torch::kBFloat16;
+  }
   if (a.dtype == "f16") throw Error("--dtype f16", "float16 is for CUDA; on CPU use bf16 or f32");
   return torch::kFloat;
 }

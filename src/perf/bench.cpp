@@ -10,6 +10,7 @@
 #include "error.h"
 #include "model/model_loader.h"
 #include "model/random_model.h"
+#include "nn/layers.h"
 #include "nn/vae_tiling.h"
 #include "perf/process_memory.h"
 #include "perf/stopwatch.h"
@@ -98,6 +99,8 @@ BenchReport run_bench(const BenchOptions& o) {
   r.dtype = o.bf16 ? "bf16" : "f32";
   r.threads = torch::get_num_threads();
   r.steps = o.steps;
+  if (o.attention_chunk_bytes >= 0) nn::set_attention_chunk_bytes(o.attention_chunk_bytes);
+  r.attention_chunk_bytes = nn::attention_chunk_bytes();
   if (o.measure_machine) {
     note("machine rates");
     r.machine = measure_machine_rates();
@@ -164,10 +167,12 @@ BenchReport run_bench(const BenchOptions& o) {
   if (wanted("vae_decode")) note("VAE decode");
   auto vae = m.vae;
   auto one_latent = latents.narrow(0, 0, 1).contiguous();
-  if (wanted("vae_decode"))
-    r.phases.push_back(time_phase("vae_decode", o.repeats, [&] {
-      o.vae_tiling ? nn::decode_tiled(*vae, one_latent) : vae->decode(one_latent);
-    }));
+  auto decode = [&] { o.vae_tiling ? nn::decode_tiled(*vae, one_latent) : vae->decode(one_latent); };
+  if (wanted("vae_decode")) {
+    r.phases.push_back(time_phase("vae_decode", o.repeats, decode));
+    nn::ScopedOpProfile profile(r.vae_decode_ops);
+    r.vae_decode_profiled_seconds = seconds_of(decode);
+  }
 
   if (wanted("generation")) note("generation");
   Pipeline pipeline(model);
@@ -181,13 +186,17 @@ nlohmann::json bench_report_json(const BenchReport& r) {
   json phases = json::object();
   for (const auto& p : r.phases)
     phases[p.name] = {{"seconds", p.seconds}, {"min_s", p.min()}, {"median_s", p.median()}};
-  json ops = json::object();
-  double flops = 0;
+  auto by_kind = [](const nn::OpTotals& o) {
+    json kinds = json::object();
+    for (int k = 0; k < nn::kOpKinds; ++k)
+      kinds[nn::op_kind_name(static_cast<nn::OpKind>(k))] = {
+          {"gflop", o.flops[k] / 1e9}, {"seconds", o.seconds[k]}, {"calls", o.calls[k]}};
+    return kinds;
+  };
+  double flops = 0, decode_flops = 0;
   for (int k = 0; k < nn::kOpKinds; ++k) {
-    const auto& o = r.unet_step_ops;
-    ops[nn::op_kind_name(static_cast<nn::OpKind>(k))] = {
-        {"gflop", o.flops[k] / 1e9}, {"seconds", o.seconds[k]}, {"calls", o.calls[k]}};
-    flops += o.flops[k];
+    flops += r.unet_step_ops.flops[k];
+    decode_flops += r.vae_decode_ops.flops[k];
   }
   auto rate = [](const KernelRate& k) { return json{{"gflops", k.gflops}, {"shape", k.shape}}; };
   const PhaseTimes* step = r.phase("unet_step");
@@ -200,6 +209,7 @@ nlohmann::json bench_report_json(const BenchReport& r) {
           {"unet_batch", r.unet_batch},
           {"generation_steps", r.steps},
           {"vae_tiling", r.vae_tiling},
+          {"attention_chunk_bytes", r.attention_chunk_bytes},
           {"threads", r.threads},
           {"unet_parameters", r.unet_parameters},
           {"weights_bytes", r.weights_bytes},
@@ -210,7 +220,10 @@ nlohmann::json bench_report_json(const BenchReport& r) {
             {"median_s", step_s},
             {"gflops", step_s > 0 ? flops / step_s / 1e9 : 0},
             {"profiled_s", r.unet_step_profiled_seconds},
-            {"by_kind", ops}}},
+            {"by_kind", by_kind(r.unet_step_ops)}}},
+          {"vae_decode",
+           {{"gflop", decode_flops / 1e9}, {"profiled_s", r.vae_decode_profiled_seconds},
+            {"by_kind", by_kind(r.vae_decode_ops)}}},
           {"machine",
            {{"gemm_f32", rate(r.machine.gemm_f32)},
             {"gemm_bf16", rate(r.machine.gemm_bf16)},
@@ -238,27 +251,33 @@ std::string bench_report_text(const BenchReport& r) {
     std::snprintf(buf, sizeof buf, "%.0f%%", 100 * achieved_flops_per_s / 1e9 / peak_gflops);
     return std::string(buf);
   };
-  out << "\nUNet step by layer kind (one profiled step, " << r.unet_step_profiled_seconds << " s)\n";
-  out << "kind         GFLOP    seconds   GFLOP/s   share of machine\n";
-  double flops = 0, counted = 0;
-  for (int k = 0; k < nn::kOpKinds; ++k) {
-    const auto kind = static_cast<nn::OpKind>(k);
-    const double f = r.unet_step_ops.flops[k], s = r.unet_step_ops.seconds[k];
-    flops += f;
-    counted += s;
-    const double peak = kind == nn::OpKind::Conv ? conv : gemm;
-    std::snprintf(line, sizeof line, "%-10s %7.1f   %8.3f   %7s   %s\n", nn::op_kind_name(kind), f / 1e9, s,
-                  f > 0 ? gflops_text(f, s).c_str() : "-",
-                  f > 0 ? (share(f / s, peak) + (kind == nn::OpKind::Conv ? " of conv" : " of GEMM")).c_str() : "");
+  // One table per profiled call: FLOPs, time and rate of each layer kind.
+  auto kind_table = [&](const char* title, const nn::OpTotals& ops, double profiled_s) {
+    out << "\n" << title << " by layer kind (one profiled call, " << profiled_s << " s)\n";
+    out << "kind         GFLOP    seconds   GFLOP/s   share of machine\n";
+    double total = 0, counted = 0;
+    for (int k = 0; k < nn::kOpKinds; ++k) {
+      const auto kind = static_cast<nn::OpKind>(k);
+      const double f = ops.flops[k], s = ops.seconds[k];
+      total += f;
+      counted += s;
+      const double peak = kind == nn::OpKind::Conv ? conv : gemm;
+      std::snprintf(line, sizeof line, "%-10s %7.1f   %8.3f   %7s   %s\n", nn::op_kind_name(kind), f / 1e9, s,
+                    f > 0 ? gflops_text(f, s).c_str() : "-",
+                    f > 0 && peak > 0 ? (share(f / s, peak) + (kind == nn::OpKind::Conv ? " of conv" : " of GEMM")).c_str() : "");
+      out << line;
+    }
+    std::snprintf(line, sizeof line, "%-10s %7s   %8.3f\n", "other", "", profiled_s - counted);
     out << line;
-  }
-  std::snprintf(line, sizeof line, "%-10s %7s   %8.3f\n", "other", "", r.unet_step_profiled_seconds - counted);
-  out << line;
+    return total;
+  };
+  const double flops = kind_table("UNet step", r.unet_step_ops, r.unet_step_profiled_seconds);
   const PhaseTimes* step = r.phase("unet_step");
   const double step_s = step ? step->median() : 0;
   out << "whole step: " << flops / 1e9 << " GFLOP in " << step_s << " s (median) = " << gflops_text(flops, step_s)
       << " GFLOP/s: " << share(flops / step_s, conv) << " of the conv rate, " << share(flops / step_s, gemm)
       << " of the GEMM rate\n";
+  if (r.phase("vae_decode")) kind_table("VAE decode", r.vae_decode_ops, r.vae_decode_profiled_seconds);
   if (r.machine.gemm_f32.gflops > 0) {
     out << "\nmachine (same run, best call)\n";
     auto rate_line = [&](const char* name, const KernelRate& k) {

@@ -24,6 +24,7 @@ struct BenchOptions {
   double cfg_scale = 7.0;
   std::string prompt = "a photograph of an astronaut riding a horse";
   bool vae_tiling = false;  // decode in tiles (vae_decode and generation)
+  int64_t attention_chunk_bytes = -1;  // score budget of an attention chunk (-1: the default, 0: unchunked)
   bool measure_machine = true;
   std::vector<std::string> phases;  // of text_encode, unet_step, vae_decode, generation; empty: all
   std::function<void(const std::string& phase)> on_phase;  // progress, for the CLI
@@ -40,10 +41,13 @@ struct BenchReport {
   std::string model, family, dtype;
   int64_t width = 0, height = 0, unet_batch = 0, steps = 0, threads = 0;
   bool vae_tiling = false;
+  int64_t attention_chunk_bytes = 0;
   int64_t unet_parameters = 0;
   std::vector<PhaseTimes> phases;  // load, text_encode, unet_step, vae_decode, generation
   nn::OpTotals unet_step_ops;      // one profiled UNet step
   double unet_step_profiled_seconds = 0;
+  nn::OpTotals vae_decode_ops;  // one profiled decode
+  double vae_decode_profiled_seconds = 0;
   MachineRates machine;  // zero when not measured
   int64_t weights_bytes = 0, peak_rss_bytes = 0;
   const PhaseTimes* phase(const std::string& name) const;

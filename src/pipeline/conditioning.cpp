@@ -1,5 +1,7 @@
 #include "pipeline/conditioning.h"
 
+#include <map>
+
 #include "error.h"
 #include "prompt/prompt_parser.h"
 
@@ -64,14 +66,27 @@ Conditioning encode_prompts(const LoadedModel& model, const std::vector<std::str
   if (!model.tokenizer)
     throw Error(model.plan.path, "the model has no tokenizer (a diffusers folder needs tokenizer/vocab.json and merges.txt)");
   const bool sdxl = static_cast<bool>(model.text_encoder_2);
-  auto te = model.text_encoder;
+  auto te = model.text_encoder, te2 = model.text_encoder_2;
+  // Each distinct prompt is encoded once: a batch of one prompt (or the empty
+  // prompt padding every item) runs the text encoder once, not once per item.
+  std::map<std::string, Encoded> seen_first, seen_second;
+  auto encode_first = [&](const std::string& p) {
+    auto it = seen_first.find(p);
+    if (it == seen_first.end()) it = seen_first.emplace(p, encode_one(te, *model.tokenizer, model.pad_id, p, options, sdxl)).first;
+    return it->second;
+  };
+  auto encode_second = [&](const std::string& p) {
+    auto it = seen_second.find(p);
+    if (it == seen_second.end())
+      it = seen_second.emplace(p, encode_one(te2, *model.tokenizer_2, model.pad_id_2, p, options, true)).first;
+    return it->second;
+  };
   std::vector<Encoded> first, second;
-  for (const auto& p : prompts) first.push_back(encode_one(te, *model.tokenizer, model.pad_id, p, options, sdxl));
+  for (const auto& p : prompts) first.push_back(encode_first(p));
   if (sdxl) {
-    auto te2 = model.text_encoder_2;
     const auto& p2 = prompts_2.empty() ? prompts : prompts_2;
     if (p2.size() != prompts.size()) throw Error("prompt_2", "needs one prompt per batch item");
-    for (const auto& p : p2) second.push_back(encode_one(te2, *model.tokenizer_2, model.pad_id_2, p, options, true));
+    for (const auto& p : p2) second.push_back(encode_second(p));
   }
   // Items may have different chunk counts: pad all to the longest.
   int64_t chunks = 0;
@@ -80,16 +95,12 @@ Conditioning encode_prompts(const LoadedModel& model, const std::vector<std::str
     if (sdxl) chunks = std::max(chunks, second[i].context.size(1) / 77);
   }
   std::vector<torch::Tensor> contexts, pooled;
-  auto te2_for_padding = model.text_encoder_2;
   for (size_t i = 0; i < first.size(); ++i) {
     auto ctx = first[i].context;
-    if (ctx.size(1) / 77 < chunks)
-      ctx = pad_chunks(ctx, chunks, encode_one(te, *model.tokenizer, model.pad_id, "", options, sdxl).context);
+    if (ctx.size(1) / 77 < chunks) ctx = pad_chunks(ctx, chunks, encode_first("").context);
     if (sdxl) {
       auto ctx2 = second[i].context;
-      if (ctx2.size(1) / 77 < chunks)
-        ctx2 = pad_chunks(ctx2, chunks,
-                          encode_one(te2_for_padding, *model.tokenizer_2, model.pad_id_2, "", options, true).context);
+      if (ctx2.size(1) / 77 < chunks) ctx2 = pad_chunks(ctx2, chunks, encode_second("").context);
       ctx = torch::cat({ctx, ctx2}, -1);
       pooled.push_back(second[i].pooled);
     }
