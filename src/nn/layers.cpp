@@ -71,7 +71,7 @@ EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t dim) {
 torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }
 
 namespace {
-std::atomic<int64_t> g_attention_chunk_bytes{int64_t{256} << 20};
+std::atomic<int64_t> g_attention_chunk_bytes{int64_t{32} << 20};
 
 // [B,S,H*D] → [B*H,S,D]
 torch::Tensor split_heads(const torch::Tensor& t, int64_t heads) {

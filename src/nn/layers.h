@@ -69,8 +69,9 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
                                    const torch::Tensor& v, int64_t heads, bool upcast,
                                    const torch::Tensor& additive_mask = {});
 
-// The score-matrix budget of one attention chunk, process-wide (default 256 MiB;
-// 0: never chunk).
+// The score-matrix budget of one attention chunk, process-wide (default 32 MiB:
+// an SD1.5 512² UNet step peaked 0.4 GB lower than with 256 MiB, at the same
+// speed; 0: never chunk).
 void set_attention_chunk_bytes(int64_t bytes);
 int64_t attention_chunk_bytes();
 
