@@ -119,7 +119,7 @@ BenchReport run_bench(const BenchOptions& o) {
 
   torch::InferenceMode inference;
   const int64_t factor = m.vae->config.downsampling_factor();
-  const int64_t native = m.unet->config.sample_size * factor;
+  const int64_t native = native_image_size(m);
   r.width = o.width > 0 ? o.width : native;
   r.height = o.height > 0 ? o.height : native;
   GenerationOptions gen;

@@ -114,9 +114,13 @@ std::unique_ptr<samplers::Scheduler> Pipeline::make_scheduler(const GenerationOp
   return s;
 }
 
+int64_t native_image_size(const LoadedModel& m) {
+  return m.unet->config.sample_size * m.vae->config.downsampling_factor();
+}
+
 double estimated_unet_step_flops(const LoadedModel& m, const GenerationOptions& o) {
   const int64_t factor = m.vae->config.downsampling_factor();
-  const int64_t native = m.unet->config.sample_size * factor;
+  const int64_t native = native_image_size(m);
   const double pixels = static_cast<double>((o.width > 0 ? o.width : native) / factor) *
                         static_cast<double>((o.height > 0 ? o.height : native) / factor);
   const double batch = static_cast<double>(o.prompts.empty() ? o.batch_size : static_cast<int64_t>(o.prompts.size())) *
@@ -133,7 +137,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   auto vae = m.vae;
   GenerationOptions o = options;
   const int64_t factor = m.vae->config.downsampling_factor();
-  const int64_t native = m.unet->config.sample_size * factor;
+  const int64_t native = native_image_size(m);
   if (o.width == 0) o.width = o.init_image.defined() ? o.init_image.size(3) : native;
   if (o.height == 0) o.height = o.init_image.defined() ? o.init_image.size(2) : native;
   validate_options(o);

@@ -90,6 +90,9 @@ class Pipeline {
   nlohmann::json scheduler_config_;
 };
 
+// The image side the model was made for: the UNet's sample size × the VAE's factor.
+int64_t native_image_size(const LoadedModel& model);
+
 // A UNet step's FLOPs for these options, estimated as 2 per UNet parameter per
 // latent pixel per batch item (exact at the full-resolution levels, an
 // overestimate for deeper ones): enough to tell small work from large.
