@@ -270,3 +270,27 @@ TEST(TextEncoding, EachDistinctPromptIsEncodedOnce) {
 }
 
 }  // namespace
+
+namespace {
+
+// A generation with --vae-tiling decodes its final latents in tiles of the asked size.
+TEST(VaeTiling, GenerationDecodesInTilesOfTheAskedSize) {
+  auto model = lumen::make_random_model("tiny", 6, false);
+  lumen::Pipeline pipeline(model);
+  lumen::GenerationOptions o;
+  o.prompt = "a red circle";
+  o.steps = 2;
+  o.width = 40;
+  o.height = 24;  // latents 20x12: tiles of 8 latent pixels (16 px)
+  o.vae_tiling = true;
+  o.vae_tile_size = 16;
+  const auto r = pipeline.generate(o);
+  torch::InferenceMode inference;
+  auto z = model->vae->from_model_latents(r.latents);
+  auto expected = (lumen::nn::decode_tiled(*model->vae, z, {8}) / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1});
+  EXPECT_TRUE(torch::allclose(r.images, expected));
+  auto whole = (model->vae->decode(z) / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1});
+  EXPECT_FALSE(torch::allclose(r.images, whole));
+}
+
+}  // namespace

@@ -35,6 +35,8 @@ Runner add_bench_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_flag("--vae-tiling", a->options.vae_tiling, "decode in overlapping tiles (as txt2img --vae-tiling)");
   cmd->add_option("--attention-chunk-mb", a->attention_chunk_mb, "score budget of one attention chunk in MiB (0: unchunked; default: the library's)");
+  cmd->add_option("--vae-tile-size", a->options.vae_tile_size, "with --vae-tiling: tile side in pixels")
+      ->check(CLI::Range(int64_t{64}, int64_t{4096}));
   cmd->add_flag("--no-machine", a->no_machine, "skip measuring the machine's GEMM and convolution rates");
   cmd->add_flag("--json", a->json, "print the report as JSON");
   return [a, cmd]() {

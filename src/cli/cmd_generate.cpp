@@ -34,6 +34,7 @@ struct GenerateArgs {
   std::string original_size, target_size, crop_top_left;  // SDXL micro-conditioning, "W,H" / "X,Y"
   int64_t steps = 20, width = 0, height = 0, batch_count = 1, batch_size = 1;
   int clip_skip = 1;
+  int64_t vae_tile_size = 0;
   double cfg_scale = 7.0, guidance_rescale = 0.0, eta = 0.0, strength = 0.75;
   uint64_t seed = 0;
   bool verbose = false, vae_tiling = false;
@@ -103,6 +104,8 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--device", a.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_flag("--overwrite", a.overwrite, "replace existing output files");
   cmd->add_flag("--vae-tiling", a.vae_tiling, "decode in overlapping tiles: bounded memory for large images (not exact)");
+  cmd->add_option("--vae-tile-size", a.vae_tile_size, "with --vae-tiling: tile side in pixels (default: the VAE's sample size; smaller: less memory, more seams)")
+      ->check(CLI::Range(int64_t{64}, int64_t{4096}));
   cmd->add_flag("-v,--verbose", a.verbose, "print where the time went: load, hash, text encoding, each step, decoding, writing");
 }
 
@@ -209,6 +212,7 @@ int run_generate(GenerateArgs& a, bool img2img) {
   o.eta = a.eta;
   o.strength = a.strength;
   o.vae_tiling = a.vae_tiling;
+  o.vae_tile_size = a.vae_tile_size;
   if (!a.prediction_type.empty()) o.prediction_type = a.prediction_type;
   if (!a.spacing.empty()) o.timestep_spacing = a.spacing;
   if (a.zero_snr) o.zero_terminal_snr = true;

@@ -24,6 +24,7 @@ struct BenchOptions {
   double cfg_scale = 7.0;
   std::string prompt = "a photograph of an astronaut riding a horse";
   bool vae_tiling = false;  // decode in tiles (vae_decode and generation)
+  int64_t vae_tile_size = 0;  // tile side in pixels (0: the VAE's sample size)
   int64_t attention_chunk_bytes = -1;  // score budget of an attention chunk (-1: the default, 0: unchunked)
   bool measure_machine = true;
   std::vector<std::string> phases;  // of text_encode, unet_step, vae_decode, generation; empty: all

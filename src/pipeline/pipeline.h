@@ -50,6 +50,7 @@ struct GenerationOptions {
   std::array<int64_t, 2> original_size{0, 0}, target_size{0, 0}, crop_top_left{0, 0};
 
   bool vae_tiling = false;  // decode in overlapping tiles (nn/vae_tiling.h): bounded memory for large images
+  int64_t vae_tile_size = 0;  // tile side in pixels (0: the VAE's sample size)
   torch::Tensor initial_latents;  // replaces the seeded noise (before init_noise_sigma)
   std::function<void(int64_t step, int64_t total, const torch::Tensor& latents)> on_step;
 };
