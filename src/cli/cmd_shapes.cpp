@@ -249,21 +249,23 @@ int run_judge_model(const JudgeModelOptions& o) {
   auto model = std::make_shared<LoadedModel>(load_model(path, LoadOptions{}));
   merge_adapters(o.adapters, *model, std::cerr);
   Pipeline pipeline(model);
+  // Every caption is generated with the same settings; only the prompt changes.
+  GenerationOptions settings;
+  settings.sampler = o.sampler;
+  settings.steps = o.steps;
+  settings.cfg_scale = o.cfg_scale;
+  settings.guidance_rescale = o.guidance_rescale;
+  settings.width = settings.height = o.size;
+  settings.seed = o.seed;
+  settings.batch_size = o.seeds;
+  fit_threads_to_work(estimated_unet_step_flops(*model, settings));
   nlohmann::json out;
   for (const std::string split : {std::string("seen"), std::string("eval")}) {
     if (o.split != "both" && o.split != split) continue;
     std::vector<Judgement> judgements;
     for (const auto& [number, caption] : numbered_captions(split)) {
-      GenerationOptions g;
+      GenerationOptions g = settings;
       g.prompt = caption_text(caption);
-      g.sampler = o.sampler;
-      g.steps = o.steps;
-      g.cfg_scale = o.cfg_scale;
-      g.guidance_rescale = o.guidance_rescale;
-      g.width = g.height = o.size;
-      g.seed = o.seed;
-      g.batch_size = o.seeds;
-      fit_threads_to_work(estimated_unet_step_flops(*model, g));
       const auto images = pipeline.generate(g).images;
       for (int64_t i = 0; i < images.size(0); ++i) {
         const RgbImage rgb = rgb_from_tensor(images[i]);
