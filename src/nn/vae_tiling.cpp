@@ -21,7 +21,7 @@ void blend(const torch::Tensor& a, torch::Tensor& b, int64_t extent, int64_t dim
 }  // namespace
 
 int64_t tile_latent_size(const AutoencoderKLImpl& vae, const VaeTiling& tiling) {
-  return tiling.tile_latent > 0 ? tiling.tile_latent : vae.config.sample_size / vae.config.downsampling_factor();
+  return (tiling.tile_size > 0 ? tiling.tile_size : vae.config.sample_size) / vae.config.downsampling_factor();
 }
 
 torch::Tensor decode_tiled(AutoencoderKLImpl& vae, const torch::Tensor& z, const VaeTiling& tiling) {

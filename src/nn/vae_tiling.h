@@ -11,11 +11,11 @@
 namespace lumen::nn {
 
 struct VaeTiling {
-  int64_t tile_latent = 0;  // tile side in latent pixels; 0: the VAE's sample size / its factor
-  double overlap = 0.25;    // share of a tile that overlaps the next
+  int64_t tile_size = 0;  // tile side in image pixels; 0: the VAE's sample size
+  double overlap = 0.25;  // share of a tile that overlaps the next
 };
 
-// The tile side in latent pixels that `tiling` means for `vae`.
+// The tile side in latent pixels that `tiling` means for `vae` (its size over the VAE's factor).
 int64_t tile_latent_size(const AutoencoderKLImpl& vae, const VaeTiling& tiling);
 
 // Unscaled latents → image, as vae.decode; in one piece when the latents fit one tile.

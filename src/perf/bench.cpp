@@ -168,7 +168,7 @@ BenchReport run_bench(const BenchOptions& o) {
   if (wanted("vae_decode")) note("VAE decode");
   auto vae = m.vae;
   auto one_latent = latents.narrow(0, 0, 1).contiguous();
-  auto decode = [&] { o.vae_tiling ? nn::decode_tiled(*vae, one_latent, {o.vae_tile_size / factor}) : vae->decode(one_latent); };
+  auto decode = [&] { o.vae_tiling ? nn::decode_tiled(*vae, one_latent, {o.vae_tile_size}) : vae->decode(one_latent); };
   if (wanted("vae_decode")) {
     r.phases.push_back(time_phase("vae_decode", o.repeats, decode));
     nn::ScopedOpProfile profile(r.vae_decode_ops);

@@ -240,7 +240,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   r.times.denoise = clock.lap();
   r.times.steps = total - start;
   auto z = vae->from_model_latents(latents).to(dtype);
-  auto decoded = (o.vae_tiling ? nn::decode_tiled(*vae, z, {o.vae_tile_size / factor}) : vae->decode(z)).to(torch::kFloat);
+  auto decoded = (o.vae_tiling ? nn::decode_tiled(*vae, z, {o.vae_tile_size}) : vae->decode(z)).to(torch::kFloat);
   r.images = (decoded / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous();
   r.times.decode = clock.lap();
   return r;
