@@ -1,6 +1,7 @@
 #include "datasets.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <opencv2/imgproc.hpp>
@@ -31,6 +32,14 @@ namespace {
 // In [0, 1) from the raw 64-bit draw: the same on every standard library.
 double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
 
+// About as many pixels at every resolution as batch_size images at the
+// dataset's width × height: at least one image, at most four batches' worth.
+int64_t images_at(const DatasetSpec& spec, const Resolution& r, int64_t batch_size) {
+  const double scaled = static_cast<double>(batch_size) * static_cast<double>(spec.width * spec.height) /
+                        static_cast<double>(r.width * r.height);
+  return std::clamp<int64_t>(std::llround(scaled), 1, 4 * batch_size);
+}
+
 
 class ShapesDataset : public Dataset {
  public:
@@ -45,7 +54,12 @@ class ShapesDataset : public Dataset {
     std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step), 0x5eed));
     Batch b;
     std::vector<torch::Tensor> images, labels;
-    const int w = static_cast<int>(spec_.width), h = static_cast<int>(spec_.height);
+    Resolution at{spec_.width, spec_.height};
+    if (!spec_.resolutions.empty()) {  // one resolution per batch, drawn uniformly
+      at = spec_.resolutions[rng() % spec_.resolutions.size()];
+      size = images_at(spec_, at, size);
+    }
+    const int w = static_cast<int>(at.width), h = static_cast<int>(at.height);
     for (int64_t i = 0; i < size; ++i) {
       shapes::Caption c = captions_[rng() % captions_.size()];
       const bool held_out = spec_.held_out_without_size && !shapes::in_split(c, shapes::Split::train);
@@ -133,25 +147,32 @@ class FolderDataset : public Dataset {
     }
     if (items_.empty()) throw Error(spec.path, "the dataset folder has no images (.png, .jpg, .bmp, ...)");
     std::sort(items_.begin(), items_.end(), [](const Item& a, const Item& b) { return a.image < b.image; });
+    if (!spec.resolutions.empty()) assign_buckets();
   }
 
   Batch batch(uint64_t seed, int64_t step, int64_t size) const override {
     Batch b;
-    std::vector<torch::Tensor> images, labels;
-    const int w = static_cast<int>(spec_.width), h = static_cast<int>(spec_.height);
-    for (int64_t i = 0; i < size; ++i) {
-      const auto global = static_cast<uint64_t>(step * size + i);
-      const Item& item = items_[order(seed, global / items_.size())[global % items_.size()]];
-      RgbImage image;
-      try {
-        image = read_image(item.image);
-      } catch (const Error&) {
-        throw;
-      } catch (const std::exception& e) {
-        throw Error(item.image, std::string("cannot read the image: ") + e.what());
+    std::vector<torch::Tensor> images;
+    if (buckets_.empty()) {  // one resolution: epochs in a shuffled order
+      for (int64_t i = 0; i < size; ++i) {
+        const auto global = static_cast<uint64_t>(step * size + i);
+        const Item& item = items_[order(seed, global / items_.size())[global % items_.size()]];
+        images.push_back(image_tensor(fit_and_crop(read_item(item), static_cast<int>(spec_.width), static_cast<int>(spec_.height))));
+        b.captions.push_back(item.caption);
       }
-      images.push_back(image_tensor(fit_and_crop(image, static_cast<int>(spec_.width), static_cast<int>(spec_.height))));
-      b.captions.push_back(item.caption);
+    } else {  // buckets: one per batch, in proportion to its images; images drawn from it at random
+      std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(step), 0xb0c7));
+      uint64_t pick = rng() % items_.size();
+      size_t k = 0;
+      while (pick >= buckets_[k].items.size()) pick -= buckets_[k++].items.size();
+      const Bucket& bucket = buckets_[k];
+      const int64_t n = images_at(spec_, bucket.resolution, size);
+      for (int64_t i = 0; i < n; ++i) {
+        const Item& item = items_[bucket.items[rng() % bucket.items.size()]];
+        images.push_back(image_tensor(fit_and_crop(read_item(item), static_cast<int>(bucket.resolution.width),
+                                                   static_cast<int>(bucket.resolution.height))));
+        b.captions.push_back(item.caption);
+      }
     }
     b.images = torch::stack(images);
     return b;
@@ -161,6 +182,46 @@ class FolderDataset : public Dataset {
   struct Item {
     std::string image, caption;
   };
+  struct Bucket {
+    Resolution resolution;
+    std::vector<size_t> items;
+  };
+
+  static RgbImage read_item(const Item& item) {
+    try {
+      return read_image(item.image);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(item.image, std::string("cannot read the image: ") + e.what());
+    }
+  }
+
+  // kohya's bucketing: each image goes to the resolution whose aspect ratio is
+  // nearest its own (log ratio); among equal ratios, the largest that the
+  // image covers without upscaling, else the smallest. Reads image headers only.
+  void assign_buckets() {
+    for (const Resolution& r : spec_.resolutions) buckets_.push_back({r, {}});
+    for (size_t i = 0; i < items_.size(); ++i) {
+      const auto [w, h] = image_dimensions(items_[i].image);
+      const double aspect = std::log(static_cast<double>(w) / h);
+      size_t best = 0;
+      auto better = [&](const Resolution& a, const Resolution& b) {  // is a a better bucket than b?
+        const double da = std::abs(std::log(static_cast<double>(a.width) / a.height) - aspect);
+        const double db = std::abs(std::log(static_cast<double>(b.width) / b.height) - aspect);
+        if (std::abs(da - db) > 1e-9) return da < db;
+        const bool a_fits = a.width <= w && a.height <= h, b_fits = b.width <= w && b.height <= h;
+        if (a_fits != b_fits) return a_fits;
+        return a_fits ? a.width * a.height > b.width * b.height : a.width * a.height < b.width * b.height;
+      };
+      for (size_t k = 1; k < buckets_.size(); ++k)
+        if (better(buckets_[k].resolution, buckets_[best].resolution)) best = k;
+      buckets_[best].items.push_back(i);
+    }
+    buckets_.erase(std::remove_if(buckets_.begin(), buckets_.end(), [](const Bucket& b) { return b.items.empty(); }),
+                   buckets_.end());
+  }
+
   // The shuffled order of one epoch (Fisher-Yates on a seeded stream),
   // cached for the epoch being read.
   const std::vector<size_t>& order(uint64_t seed, uint64_t epoch) const {
@@ -175,6 +236,7 @@ class FolderDataset : public Dataset {
   }
   DatasetSpec spec_;
   std::vector<Item> items_;
+  std::vector<Bucket> buckets_;
   mutable uint64_t cached_epoch_ = ~uint64_t{0};
   mutable std::vector<size_t> cached_order_;
 };

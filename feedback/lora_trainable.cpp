@@ -14,6 +14,9 @@ bool ends_with(const std::string& s, const std::string& tail) {
 }
 
 bool is_target(const std::string& component, const std::string& name, const LoraTargets& t) {
+  if (component == "unet" && t.samplers_only)
+    return (name.find(".downsamplers.") != std::string::npos || name.find(".upsamplers.") != std::string::npos) &&
+           ends_with(name, ".conv");
   if (component == "unet") {
     if (name.find(".attentions.") != std::string::npos) return true;  // Transformer2D: attn, ff, proj_in/out
     return t.conv && name.find(".resnets.") != std::string::npos && (ends_with(name, ".conv1") || ends_with(name, ".conv2"));

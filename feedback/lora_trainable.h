@@ -19,6 +19,7 @@ struct LoraTargets {
   double alpha = 4;
   bool text_encoder = false;  // also the text encoder's attention and MLP
   bool conv = false;          // also the UNet ResNet blocks' 3x3 convolutions (LoCon)
+  bool samplers_only = false; // instead: only the UNet's down/upsampler convolutions (a ResAdapter's LoRA half)
 };
 
 class TrainableLora {

@@ -7,6 +7,7 @@
 #include "error.h"
 #include "image_grid.h"
 #include "io/atomic_file.h"
+#include "io/safetensors_torch.h"
 #include "model/configs.h"
 #include "model/model_loader.h"
 #include "nn/init.h"
@@ -115,9 +116,24 @@ DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
     lora_ = std::make_unique<TrainableLora>(
         *model_, LoraTargets{recipe.lora_rank, recipe.lora_alpha, recipe.lora_text_encoder, recipe.lora_conv},
         recipe.seed + 3);
+  if (recipe.task == Task::ResAdapter) {
+    LoraTargets targets{recipe.lora_rank, recipe.lora_alpha, false, false};
+    targets.samplers_only = true;
+    lora_ = std::make_unique<TrainableLora>(*model_, targets, recipe.seed + 3);
+    // The other half: every ResNet block's GroupNorm scale and shift, trained whole.
+    for (auto& [name, p] : named_parameters(*model_->unet))
+      if (name.find(".resnets.") != std::string::npos &&
+          (name.find(".norm1.") != std::string::npos || name.find(".norm2.") != std::string::npos))
+        resnet_norms_.emplace_back(name, p);
+  }
 }
 
 NamedTensors DiffusionObjective::trainable() {
+  if (lora_ && !resnet_norms_.empty()) {
+    NamedTensors out = lora_->parameters();
+    for (const auto& [name, p] : resnet_norms_) out.emplace_back("norm." + name, p);
+    return out;
+  }
   if (lora_) return lora_->parameters();
   NamedTensors out = named_parameters(*model_->unet, "unet.");
   if (train_text_encoder())
@@ -166,17 +182,56 @@ void DiffusionObjective::sample(const std::string& png, Metrics& metrics) {
     const auto eval = shapes::split_captions(shapes::Split::eval);
     for (size_t i = 0; i < 8; ++i) prompts.push_back(shapes::caption_text(eval[(i * 37) % eval.size()]));
   }
-  GenerationOptions o = sample_options(1);
-  o.prompts = prompts;
-  auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
-  write_png(png, make_grid(images, 8), {}, true);
+  // A row of the prompts at the training resolution, then one at each extra size.
+  std::vector<Resolution> sizes{{recipe_.dataset.width, recipe_.dataset.height}};
+  sizes.insert(sizes.end(), s.sizes.begin(), s.sizes.end());
+  std::vector<torch::Tensor> rows;
+  for (const Resolution& size : sizes) {
+    GenerationOptions o = sample_options(1, size);
+    o.prompts = prompts;
+    rows.push_back(pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1));
+  }
+  const int64_t columns = rows.size() == 1 ? 8 : static_cast<int64_t>(prompts.size());
+  write_png(png, make_grid(pad_to_common_size(rows), columns), {}, true);
   if (s.judge_captions > 0) {
-    judge_split(pipeline, shapes::Split::seen, "", metrics);
-    judge_split(pipeline, shapes::Split::eval, "unseen_", metrics);
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      const std::string tag = k == 0 ? "" : std::to_string(sizes[k].width) + "x" + std::to_string(sizes[k].height) + "_";
+      judge_split(pipeline, shapes::Split::seen, sizes[k], tag, metrics);
+      judge_split(pipeline, shapes::Split::eval, sizes[k], tag + "unseen_", metrics);
+    }
   }
 }
 
+// Images of several sizes ([N,3,H,W] each, in [-1,1]) on canvases of the
+// largest, top-left aligned; the margin is a slate blue that no ShapesWorld
+// background has, so an image's edge stays visible.
+torch::Tensor DiffusionObjective::pad_to_common_size(const std::vector<torch::Tensor>& batches) {
+  int64_t h = 0, w = 0;
+  for (const auto& b : batches) {
+    h = std::max(h, b.size(2));
+    w = std::max(w, b.size(3));
+  }
+  std::vector<torch::Tensor> padded;
+  for (const auto& b : batches) {
+    auto canvas = torch::tensor({40.f, 60.f, 80.f}, b.options()).div(127.5).sub(1).view({1, 3, 1, 1}).repeat({b.size(0), 1, h, w});
+    canvas.slice(2, 0, b.size(2)).slice(3, 0, b.size(3)).copy_(b);
+    padded.push_back(canvas);
+  }
+  return torch::cat(padded);
+}
+
 void DiffusionObjective::write_final(const std::string& folder) {
+  if (!resnet_norms_.empty()) {  // a ResAdapter, in the layout of the released ones (adapters/resadapter.h)
+    const std::string dir = folder + "/resadapter";
+    std::filesystem::create_directories(dir);
+    lora_->save(dir + "/pytorch_lora_weights.safetensors",
+                {{"ss_base_model", recipe_.base_model}, {"lumen_recipe", recipe_.file}, {"lumen_adapter", "resadapter"}});
+    std::map<std::string, torch::Tensor> norms;
+    for (const auto& [name, p] : resnet_norms_) norms[name] = p.detach().contiguous();
+    save_safetensors(dir + "/diffusion_pytorch_model.safetensors", norms,
+                     {{"lumen_base_model", recipe_.base_model}, {"lumen_recipe", recipe_.file}});
+    return;
+  }
   if (lora_) {
     lora_->save(folder + "/lora.safetensors", {{"ss_base_model", recipe_.base_model}, {"lumen_recipe", recipe_.file}});
     return;
@@ -206,21 +261,26 @@ torch::Tensor DiffusionObjective::encode(const std::vector<std::string>& caption
 }
 
 GenerationOptions DiffusionObjective::sample_options(uint64_t seed) const {
+  return sample_options(seed, {recipe_.dataset.width, recipe_.dataset.height});
+}
+
+GenerationOptions DiffusionObjective::sample_options(uint64_t seed, const Resolution& size) const {
   const auto& s = recipe_.sample;
   GenerationOptions o;
   o.sampler = s.sampler;
   o.steps = s.steps;
   o.cfg_scale = s.cfg_scale;
   o.guidance_rescale = s.guidance_rescale;
-  o.width = recipe_.dataset.width;
-  o.height = recipe_.dataset.height;
+  o.width = size.width;
+  o.height = size.height;
   o.seed = seed;
   return o;
 }
 
 // Judges images of evenly spread captions of a split (one seed each); the
 // metrics' names carry the prefix.
-void DiffusionObjective::judge_split(const Pipeline& pipeline, shapes::Split split, const std::string& prefix, Metrics& metrics) const {
+void DiffusionObjective::judge_split(const Pipeline& pipeline, shapes::Split split, const Resolution& size,
+                                     const std::string& prefix, Metrics& metrics) const {
   const auto& s = recipe_.sample;
   const auto captions = shapes::split_captions(split);
   std::vector<shapes::Caption> asked;
@@ -229,7 +289,7 @@ void DiffusionObjective::judge_split(const Pipeline& pipeline, shapes::Split spl
   std::vector<shapes::Judgement> judgements;
   const size_t chunk = 32;
   for (size_t start = 0; start < asked.size(); start += chunk) {
-    GenerationOptions o = sample_options(1000 + start);
+    GenerationOptions o = sample_options(1000 + start, size);
     for (size_t i = start; i < std::min(asked.size(), start + chunk); ++i) o.prompts.push_back(shapes::caption_text(asked[i]));
     const auto images = pipeline.generate(o).images.permute({0, 3, 1, 2}).mul(2).sub(1);
     for (int64_t i = 0; i < images.size(0); ++i)

@@ -27,13 +27,16 @@ class DiffusionObjective : public Objective {
   // ε/v loss of noised latents, with caption dropout.
   torch::Tensor denoising_loss(const torch::Tensor& latents, const std::vector<std::string>& captions, at::Generator& gen);
   torch::Tensor encode(const std::vector<std::string>& captions);
-  // The recipe's sampling settings at the training resolution.
+  // The recipe's sampling settings at the training resolution, or at another.
   GenerationOptions sample_options(uint64_t seed) const;
+  GenerationOptions sample_options(uint64_t seed, const Resolution& size) const;
+  static torch::Tensor pad_to_common_size(const std::vector<torch::Tensor>& batches);
 
   const Recipe& recipe_;
   nlohmann::json schedule_;
   std::shared_ptr<LoadedModel> model_;
   std::unique_ptr<TrainableLora> lora_;
+  NamedTensors resnet_norms_;  // ResAdapter: the UNet's ResNet GroupNorm parameters being trained
   samplers::Prediction prediction_ = samplers::Prediction::Epsilon;
   torch::Tensor alphas_cumprod_;
 
@@ -41,7 +44,8 @@ class DiffusionObjective : public Objective {
   bool train_text_encoder() const;
   bool train_unet() const;
   torch::Tensor ids_of(const std::vector<std::string>& captions) const;
-  void judge_split(const Pipeline& pipeline, shapes::Split split, const std::string& prefix, Metrics& metrics) const;
+  void judge_split(const Pipeline& pipeline, shapes::Split split, const Resolution& size, const std::string& prefix,
+                   Metrics& metrics) const;
 };
 
 }  // namespace lumen::train

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -146,6 +147,25 @@ class Fields {
   std::set<std::string> used_;
 };
 
+// "WxH" items, each side a multiple of 16 (the VAE's 8 times the UNet's
+// smallest downsampling) within [16, 2048].
+std::vector<Resolution> read_resolutions(Fields& f, const std::string& key) {
+  std::vector<Resolution> out;
+  for (const std::string& item : f.strings(key)) {
+    Resolution r;
+    char x = 0, tail = 0;
+    long long w = 0, h = 0;
+    if (std::sscanf(item.c_str(), "%lld%c%lld%c", &w, &x, &h, &tail) != 3 || (x != 'x' && x != 'X'))
+      throw f.error(key, "'" + item + "' is not WIDTHxHEIGHT (e.g. 128x64)");
+    if (w < 16 || h < 16 || w > 2048 || h > 2048 || w % 16 || h % 16)
+      throw f.error(key, "'" + item + "': each side must be a multiple of 16 in [16, 2048]");
+    r.width = w;
+    r.height = h;
+    out.push_back(r);
+  }
+  return out;
+}
+
 DatasetSpec read_dataset(Fields f) {
   DatasetSpec d;
   d.type = f.choice("type", "", {"shapes", "folder"});
@@ -162,6 +182,7 @@ DatasetSpec read_dataset(Fields f) {
     d.path = f.required<std::string>("path");
     d.caption_extension = f.get<std::string>("caption_extension", d.caption_extension);
   }
+  d.resolutions = read_resolutions(f, "resolutions");
   f.reject_unknown();
   return d;
 }
@@ -190,6 +211,7 @@ SampleSpec read_sample(Fields f) {
   s.guidance_rescale = f.number("guidance_rescale", s.guidance_rescale, 0, 1);
   s.prompts = f.strings("prompts");
   s.judge_captions = f.integer("judge_captions", 0, 0, 108);
+  s.sizes = read_resolutions(f, "sizes");
   f.reject_unknown();
   return s;
 }
@@ -269,6 +291,7 @@ const char* task_name(Task task) {
     case Task::Segmenter: return "segmenter";
     case Task::Reward: return "reward";
     case Task::Feedback: return "feedback";
+    case Task::ResAdapter: return "resadapter";
   }
   return "?";
 }
@@ -279,12 +302,13 @@ Recipe parse_recipe(const std::string& path, const YAML::Node& root) {
   Fields f(path, root, "");
   Recipe r;
   r.file = path;
-  const std::string task = f.choice("task", "", {"vae", "diffusion", "lora", "segmenter", "reward", "feedback"});
+  const std::string task = f.choice("task", "", {"vae", "diffusion", "lora", "segmenter", "reward", "feedback", "resadapter"});
   r.task = task == "vae"         ? Task::Vae
            : task == "lora"      ? Task::Lora
            : task == "segmenter" ? Task::Segmenter
            : task == "reward"    ? Task::Reward
            : task == "feedback"  ? Task::Feedback
+           : task == "resadapter" ? Task::ResAdapter
                                  : Task::Diffusion;
   r.output = f.required<std::string>("output");
   r.seed = f.get<uint64_t>("seed", 0);
@@ -326,8 +350,8 @@ Recipe parse_recipe(const std::string& path, const YAML::Node& root) {
     r.text_encoder_config = m.json_map("text_encoder");
     r.train_text_encoder = m.get<bool>("train_text_encoder", r.task == Task::Diffusion);
     m.reject_unknown();
-    if ((r.task == Task::Lora || r.task == Task::Feedback) && r.base_model.empty())
-      throw f.error_at(root, "model.base", "is required for a LoRA or feedback learning (the model it adapts)");
+    if ((r.task == Task::Lora || r.task == Task::Feedback || r.task == Task::ResAdapter) && r.base_model.empty())
+      throw f.error_at(root, "model.base", "is required for a LoRA, a ResAdapter or feedback learning (the model it adapts)");
     if (r.task == Task::Diffusion && r.base_model.empty() &&
         (r.vae.empty() || r.unet_config.is_null() || r.text_encoder_config.is_null()))
       throw f.error_at(root, "model", "needs either base (a model to fine-tune) or vae, unet and text_encoder");
@@ -348,6 +372,14 @@ Recipe parse_recipe(const std::string& path, const YAML::Node& root) {
       r.lora_text_encoder = l.get<bool>("text_encoder", false);
       r.lora_conv = l.get<bool>("conv", false);
       l.reject_unknown();
+    }
+    if (r.task == Task::ResAdapter) {
+      // The LoRA half's rank on the down/upsampler convolutions; the GroupNorms are trained whole.
+      Fields a = f.child("resadapter");
+      r.lora_rank = a.integer("rank", 16, 1, 1024);
+      r.lora_alpha = a.number("alpha", static_cast<double>(r.lora_rank), 1e-6, 1e6);
+      a.reject_unknown();
+      r.train_text_encoder = false;
     }
   }
   f.reject_unknown();

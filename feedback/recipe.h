@@ -17,6 +17,11 @@ enum class Task {
   Segmenter,  // ShapesWorld perception model (per-pixel shape labels) for perceptual feedback
   Reward,     // ShapesWorld reward model of one dimension, Bradley–Terry on preference pairs
   Feedback,   // UniFL feedback learning (`lumen feedback`): LoRA or UNet on rewards
+  ResAdapter, // ResAdapter: LoRA on the UNet's down/upsamplers + its ResNet GroupNorms, multi-resolution data
+};
+
+struct Resolution {
+  int64_t width = 64, height = 64;
 };
 
 struct DatasetSpec {
@@ -34,6 +39,12 @@ struct DatasetSpec {
   // folder: images with caption sidecars (image.png + image.txt).
   std::string path;
   std::string caption_extension = ".txt";
+  // Multi-resolution data (several "WxH"): each batch is drawn at one of them,
+  // with batch_size scaled by width·height / (W·H), so every batch holds about
+  // as many pixels. ShapesWorld draws the resolution uniformly; a folder
+  // assigns each image to the resolution ("bucket") nearest its aspect ratio,
+  // as kohya does, and draws a bucket in proportion to its images.
+  std::vector<Resolution> resolutions;
 };
 
 struct OptimizerSpec {
@@ -58,6 +69,9 @@ struct SampleSpec {  // periodic sample grids and ShapesWorld judging
   double cfg_scale = 4.0, guidance_rescale = 0.7;
   std::vector<std::string> prompts;  // grid prompts (default: eight ShapesWorld captions)
   int64_t judge_captions = 0;        // >0: judge that many seen-split captions, log `correct`
+  // Extra resolutions: the grid gets a row at each, and judging (when asked)
+  // logs correct_WxH for each.
+  std::vector<Resolution> sizes;
 };
 
 // task: segmenter / reward — the small networks' shapes and data.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -291,6 +292,26 @@ TEST_F(CliTest, JudgeModelMatchesTxt2imgAndTheJudge) {
   r = run("shapes judge-model -m " + dir_ + "/missing --steps 1");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find(dir_ + "/missing"), std::string::npos) << r.output;
+}
+
+// The ceiling of a size: the VAE's reconstructions of the reference renders,
+// one per caption; --captions spreads a subset over the split; -W/-H set a
+// non-square size that the saved images have.
+TEST_F(CliTest, JudgeModelVaeCeilingAtAnotherSize) {
+  CommandResult r = run("shapes judge-model --vae-ceiling --split eval --captions 12 -W 96 -H 64 --json --save " + dir_ +
+                        "/ceiling");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const auto summary = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(summary.at("unseen").at("all").at("images").get<int>(), 12);
+  EXPECT_GT(summary.at("unseen").at("all").at("correct").get<double>(), 0.75);  // 0.94 over all 108 (docs/resadapter.md)
+  int images = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_ + "/ceiling")) {
+    const auto image = lumen::read_image(e.path().string());
+    EXPECT_EQ(image.width, 96);
+    EXPECT_EQ(image.height, 64);
+    ++images;
+  }
+  EXPECT_EQ(images, 12);
 }
 
 // The shipped UniFL LoRA (assets/unifl-lora) draws unseen captions correctly

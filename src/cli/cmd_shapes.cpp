@@ -218,10 +218,12 @@ struct JudgeModelOptions {
   std::string model;
   AdapterOptions adapters;
   std::string split = "both", sampler = "ddim";
-  int64_t steps = 25, seeds = 4, size = 64;
+  int64_t steps = 25, seeds = 4, size = 64, width = 0, height = 0;  // width/height 0: size
+  int64_t captions = 0;  // per split, evenly spread over it; 0: all
   double cfg_scale = 1.5, guidance_rescale = 0.7;
   uint64_t seed = 1000;
   bool json = false;
+  bool vae_ceiling = false;  // judge the VAE's reconstructions of reference renders instead
   std::string save;      // folder for the images (caption in each PNG's parameters)
   std::string markdown;  // label of the model: print one markdown table row per split
 };
@@ -240,6 +242,27 @@ void print_markdown_row(const std::string& label, int64_t steps, const std::stri
               r.background, images > 0 ? bg_error / images : 0.0, r.mask_iou);
 }
 
+// `count` items evenly spread over the list (0 or more than it holds: all of them).
+template <class T>
+std::vector<T> spread(const std::vector<T>& all, int64_t count) {
+  if (count <= 0 || static_cast<size_t>(count) >= all.size()) return all;
+  std::vector<T> out;
+  for (int64_t i = 0; i < count; ++i) out.push_back(all[static_cast<size_t>(i) * all.size() / static_cast<size_t>(count)]);
+  return out;
+}
+
+// The ceiling of a model at a size: its VAE's reconstruction (posterior mean,
+// decoded) of the caption's reference render (unjittered, as evaluation
+// targets are): deterministic, so one image per caption whatever --seeds says.
+RgbImage vae_reconstruction(LoadedModel& model, const Caption& caption, int width, int height) {
+  torch::NoGradGuard no_grad;
+  RgbImage reference = render(caption, width, height);
+  const auto x = torch::from_blob(reference.pixels.data(), {height, width, 3}, torch::kByte)
+                     .permute({2, 0, 1}).to(torch::kFloat).div(127.5).sub(1).unsqueeze(0);
+  const auto mean = nn::split_moments(model.vae->encode_moments(x)).mean;
+  return rgb_from_tensor(model.vae->decode(mean)[0].add(1).div(2).clamp(0, 1).permute({1, 2, 0}));
+}
+
 // Generates and judges in one process what scripts/eval_shapes_model.sh does
 // with one txt2img call per caption: each caption of the split, `seeds` images
 // from seeds seed, seed+1, ... (the same images, the model loaded once).
@@ -255,7 +278,8 @@ int run_judge_model(const JudgeModelOptions& o) {
   settings.steps = o.steps;
   settings.cfg_scale = o.cfg_scale;
   settings.guidance_rescale = o.guidance_rescale;
-  settings.width = settings.height = o.size;
+  settings.width = o.width > 0 ? o.width : o.size;
+  settings.height = o.height > 0 ? o.height : o.size;
   settings.seed = o.seed;
   settings.batch_size = o.seeds;
   fit_threads_to_work(estimated_unet_step_flops(*model, settings));
@@ -263,12 +287,18 @@ int run_judge_model(const JudgeModelOptions& o) {
   for (const std::string split : {std::string("seen"), std::string("eval")}) {
     if (o.split != "both" && o.split != split) continue;
     std::vector<Judgement> judgements;
-    for (const auto& [number, caption] : numbered_captions(split)) {
+    for (const auto& [number, caption] : spread(numbered_captions(split), o.captions)) {
       GenerationOptions g = settings;
       g.prompt = caption_text(caption);
-      const auto images = pipeline.generate(g).images;
-      for (int64_t i = 0; i < images.size(0); ++i) {
-        const RgbImage rgb = rgb_from_tensor(images[i]);
+      std::vector<RgbImage> images;
+      if (o.vae_ceiling) {
+        images.push_back(vae_reconstruction(*model, caption, static_cast<int>(settings.width), static_cast<int>(settings.height)));
+      } else {
+        const auto generated = pipeline.generate(g).images;
+        for (int64_t i = 0; i < generated.size(0); ++i) images.push_back(rgb_from_tensor(generated[i]));
+      }
+      for (size_t i = 0; i < images.size(); ++i) {
+        const RgbImage& rgb = images[i];
         judgements.push_back(judge(rgb, caption));
         if (!o.save.empty())
           write_png((fs::path(o.save) / (split + "-" + file_stem(number) + "-" + std::to_string(o.seed + i) + ".png")).string(),
@@ -281,9 +311,15 @@ int run_judge_model(const JudgeModelOptions& o) {
     } else if (!o.markdown.empty()) {
       print_markdown_row(o.markdown, o.steps, split == "eval" ? "unseen" : "seen", summary);
     } else {
-      std::printf("== %s: sampler %s, %lld steps, cfg %g, rescale %g, %lld seeds, %lldx%lld\n", split.c_str(),
-                  o.sampler.c_str(), static_cast<long long>(o.steps), o.cfg_scale, o.guidance_rescale,
-                  static_cast<long long>(o.seeds), static_cast<long long>(o.size), static_cast<long long>(o.size));
+      if (o.vae_ceiling)
+        std::printf("== %s: VAE reconstructions of the renders, %lld seeds, %lldx%lld\n", split.c_str(),
+                    static_cast<long long>(o.seeds), static_cast<long long>(settings.width),
+                    static_cast<long long>(settings.height));
+      else
+        std::printf("== %s: sampler %s, %lld steps, cfg %g, rescale %g, %lld seeds, %lldx%lld\n", split.c_str(),
+                    o.sampler.c_str(), static_cast<long long>(o.steps), o.cfg_scale, o.guidance_rescale,
+                    static_cast<long long>(o.seeds), static_cast<long long>(settings.width),
+                    static_cast<long long>(settings.height));
       print_summary(path, summary);
     }
   }
@@ -328,9 +364,16 @@ Runner add_shapes_command(CLI::App& app) {
   judge_cmd->add_option("--steps", jm->steps, "sampling steps")->capture_default_str();
   judge_cmd->add_option("--cfg-scale", jm->cfg_scale, "guidance scale")->capture_default_str();
   judge_cmd->add_option("--guidance-rescale", jm->guidance_rescale, "guidance rescale")->capture_default_str();
+  judge_cmd->add_option("--captions", jm->captions, "captions per split, evenly spread over it (default: all)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
   judge_cmd->add_option("--seeds", jm->seeds, "images per caption")->check(CLI::Range(1, 64))->capture_default_str();
   judge_cmd->add_option("-s,--seed", jm->seed, "first seed")->check(seed_check())->capture_default_str();
-  judge_cmd->add_option("--size", jm->size, "image width and height")->capture_default_str();
+  judge_cmd->add_option("--size", jm->size, "image width and height")->check(CLI::Range(16, 2048))->capture_default_str();
+  judge_cmd->add_option("-W,--width", jm->width, "image width (default: --size)")->check(CLI::Range(16, 2048));
+  judge_cmd->add_option("-H,--height", jm->height, "image height (default: --size)")->check(CLI::Range(16, 2048));
+  judge_cmd->add_option("--resadapter", jm->adapters.resadapter, "ResAdapter PATH[:SCALE] (folder or LORA,NORMS)");
+  judge_cmd->add_flag("--vae-ceiling", jm->vae_ceiling,
+                      "judge the model's VAE reconstructions of the reference renders (the ceiling at this size; one image per caption)");
   judge_cmd->add_flag("--json", jm->json, "print JSON");
   judge_cmd->add_option("--markdown", jm->markdown, "print one markdown table row per split, labelled with this")
       ->excludes("--json");

@@ -65,13 +65,19 @@ void write_png(const std::string& path, const RgbImage& image, const std::map<st
   write_text_atomically(path, encoded);
 }
 
-RgbImage read_image(const std::string& path) {
+std::pair<int, int> image_dimensions(const std::string& path) {
   require_regular_file(path);
   int w = 0, h = 0, channels = 0;
   if (!stbi_info(path.c_str(), &w, &h, &channels))
     throw Error(path, std::string("not a readable image: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
   if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > kMaxPixels)
     throw Error(path, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is not supported");
+  return {w, h};
+}
+
+RgbImage read_image(const std::string& path) {
+  auto [w, h] = image_dimensions(path);
+  int channels = 0;
   std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load(path.c_str(), &w, &h, &channels, 3), stbi_image_free);
   if (!data) throw Error(path, std::string("cannot decode: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
   RgbImage img;

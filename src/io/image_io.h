@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace lumen {
@@ -17,6 +18,8 @@ struct RgbImage {
 void write_png(const std::string& path, const RgbImage& image, const std::map<std::string, std::string>& text,
                bool overwrite);
 RgbImage read_image(const std::string& path);  // any stb_image format, converted to RGB
+// Width and height from the file's header, without decoding it.
+std::pair<int, int> image_dimensions(const std::string& path);
 // The PNG's tEXt/iTXt chunks.
 std::map<std::string, std::string> read_png_text(const std::string& path);
 
