@@ -9,6 +9,7 @@
 #   ceiling     the VAE's reconstructions of the reference renders (one per caption: the VAE is deterministic)
 # Each row is kept in runs/resadapter-table/ (reused on a rerun).
 #   scripts/resadapter_table.sh base 32x32 48x48 ...   # one kind, these sizes
+#   scripts/resadapter_table.sh table 32x32 48x48 ...  # the rows made so far, by size
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lumen=${LUMEN:-build/lumen}
@@ -18,6 +19,16 @@ out=runs/resadapter-table
 mkdir -p "$out"
 kind=$1
 shift
+if [[ $kind == table ]]; then
+  echo "| model | steps | split | correct | single | colour | shape | position | size | background | bg_error | mask IoU |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  for size in "$@"; do
+    for k in base resadapter lora ceiling; do
+      [[ -s "$out/$k-$size.md" ]] && cat "$out/$k-$size.md"
+    done
+  done
+  exit 0
+fi
 for size in "$@"; do
   w=${size%x*} h=${size#*x}
   part="$out/$kind-$size.md"
