@@ -336,7 +336,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   int64_t window_count = 0;
   std::map<std::string, std::pair<double, int64_t>> window_metrics;  // the objective's, averaged like the loss
   int64_t step = result.first_step;
-  const int64_t stop_at =
+  int64_t stop_at =
       options.stop_after > 0 ? std::min(recipe.steps, result.first_step + options.stop_after) : recipe.steps;
   while (step < stop_at) {
     const double lr = learning_rate(o, step, recipe.steps);
@@ -375,6 +375,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     metrics["loss"] = loss_value;
     metrics["lr"] = lr;
     if (options.on_step) options.on_step(step, metrics);
+    if (options.stop_requested && options.stop_requested()) stop_at = step;
     const double elapsed = now_seconds() - start;
     print_progress(progress, step, recipe.steps, loss_value, elapsed);
     if (step % recipe.log_every == 0 || step == stop_at) {

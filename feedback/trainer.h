@@ -19,6 +19,10 @@ struct TrainOptions {
   int64_t stop_after = 0;  // stop (with a checkpoint) after this many steps of this invocation; 0: run to the end
   bool progress = true;    // progress bar on stderr when it is a terminal
   std::function<void(int64_t step, const std::map<std::string, double>& metrics)> on_step;
+  // Asked after each step: true stops the run there, with a checkpoint, as
+  // stop_after does (resume continues it). One process only: ranks of a
+  // data-parallel run must stop together.
+  std::function<bool()> stop_requested;
 };
 
 struct TrainResult {

@@ -14,6 +14,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libboost-dev  # TensorBoard event files (protobuf, CRC-32C)
   clang libclang-rt-14-dev              # libFuzzer and the sanitizers for fuzz/ (scripts/fuzz.sh)
   libgoogle-perftools-dev               # tcmalloc: freed activations reused, not faulted in again each step
+  python3                               # the C API's ctypes example (examples/python), run by a test
 )
 missing=()
 for p in "${packages[@]}"; do

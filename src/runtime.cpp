@@ -1,5 +1,6 @@
 #include "runtime.h"
 
+#include <dlfcn.h>
 #include <link.h>
 
 #include <climits>
@@ -59,6 +60,13 @@ std::string asset_dir() {
   if (!ec) {
     const auto beside = exe.parent_path().parent_path() / "share" / "lumen" / "assets";
     if (is_dir(beside.string())) return beside.string();
+  }
+  // Code in an installed liblumen.so (an app elsewhere): relative to the library.
+  Dl_info self{};
+  if (dladdr(reinterpret_cast<void*>(&asset_dir), &self) && self.dli_fname) {
+    const auto lib = std::filesystem::weakly_canonical(self.dli_fname, ec);
+    const auto beside = lib.parent_path().parent_path() / "share" / "lumen" / "assets";
+    if (!ec && is_dir(beside.string())) return beside.string();
   }
 #ifdef LUMEN_INSTALL_ASSET_DIR
   if (is_dir(LUMEN_INSTALL_ASSET_DIR)) return LUMEN_INSTALL_ASSET_DIR;

@@ -20,6 +20,7 @@
 #include "pipeline/infotext.h"
 #include "pipeline/model_hash_cache.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/recommended_settings.h"
 #include "runtime.h"
 #include "samplers/scheduler.h"
 
@@ -42,24 +43,13 @@ struct GenerateArgs {
   std::set<std::string> given;  // options set on the command line (a model's own defaults yield to them)
 };
 
-// A model folder may recommend its generation settings in lumen_generation.json
-// ({"steps": 25, "cfg_scale": 4, "guidance_rescale": 0.7}); options given on
-// the command line win. The embedded default model carries one.
+// The model's recommended settings (pipeline/recommended_settings.h) for the
+// options the command line did not give.
 void apply_model_defaults(const std::string& model_path, GenerateArgs& a) {
-  const std::string file = model_path + "/lumen_generation.json";
-  if (!std::filesystem::is_regular_file(file)) return;
-  const auto j = read_yaml_or_json(file);
-  if (!j.is_object()) throw Error(file, "must be a JSON object");
-  try {
-    // Every field is checked, also those the command line overrides.
-    const int64_t steps = j.value("steps", a.steps);
-    const double cfg = j.value("cfg_scale", a.cfg_scale), rescale = j.value("guidance_rescale", a.guidance_rescale);
-    if (!a.given.count("steps")) a.steps = steps;
-    if (!a.given.count("cfg-scale")) a.cfg_scale = cfg;
-    if (!a.given.count("guidance-rescale")) a.guidance_rescale = rescale;
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(file, std::string("bad field: ") + e.what());
-  }
+  const RecommendedSettings r = read_recommended_settings(model_path);
+  if (!a.given.count("steps")) a.steps = r.steps.value_or(a.steps);
+  if (!a.given.count("cfg-scale")) a.cfg_scale = r.cfg_scale.value_or(a.cfg_scale);
+  if (!a.given.count("guidance-rescale")) a.guidance_rescale = r.guidance_rescale.value_or(a.guidance_rescale);
 }
 
 void add_generation_options(CLI::App* cmd, GenerateArgs& a) {

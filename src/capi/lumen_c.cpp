@@ -1,0 +1,416 @@
+// The C API (include/lumen/lumen.h) over the library: every entry point
+// catches what the C++ side throws and turns it into a status plus a
+// thread-local message, so no exception crosses the boundary.
+#include "lumen/lumen.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "adapters/lora_apply.h"
+#include "adapters/resadapter.h"
+#include "error.h"
+#include "io/image_io.h"
+#include "io/image_tensor.h"
+#include "model/model_loader.h"
+#include "pipeline/infotext.h"
+#include "pipeline/model_hash_cache.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/recommended_settings.h"
+#include "recipe.h"
+#include "runtime.h"
+#include "trainer.h"
+
+#ifndef LUMEN_VERSION_STRING
+#define LUMEN_VERSION_STRING "0.0.0"
+#endif
+
+struct lumen_context {
+  struct Adapter {
+    int id;
+    lumen_adapter_kind kind;
+    std::string path;
+    float scale;
+    std::unique_ptr<lumen::adapters::AppliedResAdapter> resadapter;  // kind RESADAPTER
+  };
+  std::string model_path, model_hash;
+  std::shared_ptr<lumen::LoadedModel> model;
+  std::unique_ptr<lumen::Pipeline> pipeline;
+  lumen::RecommendedSettings recommended;
+  std::unique_ptr<lumen::adapters::LoraStack> loras;  // merged into the weights; removal restores them exactly
+  std::mutex busy;                                    // held by the one job running (try_lock: BUSY otherwise)
+  mutable std::mutex list;                            // guards `adapters` for readers
+  std::vector<Adapter> adapters;
+  int next_id = 1;
+};
+
+namespace {
+
+thread_local std::string g_last_error;
+
+struct Cancelled {};
+
+lumen_status fail(lumen_status status, const std::string& message) {
+  g_last_error = message;
+  return status;
+}
+
+// Runs `body`; lumen::Error (a named file or option with its problem) becomes
+// `user_error`, everything else its own status.
+template <class Body>
+lumen_status guarded(lumen_status user_error, Body body) {
+  try {
+    body();
+    return LUMEN_OK;
+  } catch (const Cancelled&) {
+    return fail(LUMEN_ERR_CANCELLED, "cancelled by the progress callback");
+  } catch (const lumen::Error& e) {
+    return fail(user_error, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(LUMEN_ERR_OUT_OF_MEMORY, "out of memory");
+  } catch (const c10::Error& e) {
+    return fail(LUMEN_ERR_INTERNAL, e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    return fail(LUMEN_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return fail(LUMEN_ERR_INTERNAL, "unknown error");
+  }
+}
+
+// A caller's struct read up to the size it says it has; fields it does not
+// know keep their defaults (an older caller, a newer library).
+template <class T>
+bool read_params(const T* given, T& out) {
+  if (given->struct_size < sizeof(uint32_t)) return false;
+  std::memcpy(static_cast<void*>(&out), given, std::min<size_t>(given->struct_size, sizeof(T)));
+  out.struct_size = sizeof(T);
+  return true;
+}
+
+char* copy_string(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!out) throw std::bad_alloc();
+  std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
+// An image as a tensor: [1,3,H,W] in [-1,1], or (mask) [1,1,H,W], 1 where white.
+torch::Tensor image_tensor(const lumen_image& image, bool mask, const char* what) {
+  if (!image.pixels || image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384)
+    throw lumen::Error(what, "needs pixels and a width and height in 1..16384");
+  auto t = torch::from_blob(image.pixels, {static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), 3},
+                            torch::kUInt8)
+               .permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat).div(255.0);
+  if (mask) return (t.mean(1, true) > 0.5).to(torch::kFloat);
+  return t * 2 - 1;
+}
+
+void fill_image(lumen_image& out, const lumen::RgbImage& rgb) {
+  out.width = static_cast<uint32_t>(rgb.width);
+  out.height = static_cast<uint32_t>(rgb.height);
+  out.pixels = static_cast<uint8_t*>(std::malloc(rgb.pixels.size()));
+  if (!out.pixels) throw std::bad_alloc();
+  std::memcpy(out.pixels, rgb.pixels.data(), rgb.pixels.size());
+}
+
+lumen_images* new_images(size_t count) {
+  auto* out = static_cast<lumen_images*>(std::calloc(1, sizeof(lumen_images)));
+  if (!out) throw std::bad_alloc();
+  out->images = static_cast<lumen_image*>(std::calloc(count, sizeof(lumen_image)));
+  if (!out->images) {
+    std::free(out);
+    throw std::bad_alloc();
+  }
+  out->count = count;
+  return out;
+}
+
+lumen::RgbImage rgb_of(const lumen_image& image) {
+  lumen::RgbImage rgb;
+  rgb.width = static_cast<int>(image.width);
+  rgb.height = static_cast<int>(image.height);
+  rgb.pixels.assign(image.pixels, image.pixels + static_cast<size_t>(image.width) * image.height * 3);
+  return rgb;
+}
+
+}  // namespace
+
+// The definitions take their C linkage from the header's declarations.
+
+const char* lumen_version(void) { return LUMEN_VERSION_STRING; }
+int lumen_api_version(void) { return LUMEN_API_VERSION; }
+const char* lumen_last_error(void) { return g_last_error.c_str(); }
+void lumen_set_threads(int n) {
+  guarded(LUMEN_ERR_INVALID_ARGUMENT, [&] { lumen::set_threads(n); });
+}
+
+lumen_context_params lumen_context_default_params(void) {
+  lumen_context_params p{};
+  p.struct_size = sizeof p;
+  p.device = nullptr;
+  p.dtype = LUMEN_DTYPE_F32;
+  p.threads = 0;
+  return p;
+}
+
+lumen_status lumen_context_create(const char* model_path, const lumen_context_params* given, lumen_context** out) {
+  if (!out) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_context_create: out is NULL");
+  *out = nullptr;
+  lumen_context_params params = lumen_context_default_params();
+  if (given && !read_params(given, params))
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_context_create: params.struct_size is not set");
+  if (params.device && std::strcmp(params.device, "cpu") != 0)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string("device ") + params.device + ": only \"cpu\" is supported");
+  lumen::LoadOptions load;
+  switch (params.dtype) {
+    case LUMEN_DTYPE_F32: load.dtype = torch::kFloat; break;
+    case LUMEN_DTYPE_BF16: load.dtype = torch::kBFloat16; break;
+    case LUMEN_DTYPE_F16: return fail(LUMEN_ERR_INVALID_ARGUMENT, "dtype f16: float16 is for CUDA; on CPU use bf16 or f32");
+    default: return fail(LUMEN_ERR_INVALID_ARGUMENT, "dtype: not one of LUMEN_DTYPE_F32, _BF16, _F16");
+  }
+  if (params.threads < 0 || params.threads > 4096) return fail(LUMEN_ERR_INVALID_ARGUMENT, "threads: must be in 0..4096");
+  return guarded(LUMEN_ERR_FILE, [&] {
+    if (params.threads > 0) lumen::set_threads(params.threads);
+    auto ctx = std::make_unique<lumen_context>();
+    ctx->model_path = model_path && *model_path ? model_path : lumen::asset_path("default-model");
+    ctx->model = std::make_shared<lumen::LoadedModel>(lumen::load_model(ctx->model_path, load));
+    ctx->pipeline = std::make_unique<lumen::Pipeline>(ctx->model);
+    ctx->recommended = lumen::read_recommended_settings(ctx->model_path);
+    if (!std::filesystem::is_directory(ctx->model_path)) ctx->model_hash = lumen::cached_short_file_hash(ctx->model_path);
+    ctx->loras = std::make_unique<lumen::adapters::LoraStack>(lumen::adapters::adapter_components(*ctx->model),
+                                                              lumen::adapters::ApplyMode::Merge);
+    *out = ctx.release();
+  });
+}
+
+void lumen_context_free(lumen_context* ctx) {
+  if (!ctx) return;
+  { std::lock_guard<std::mutex> wait_for_the_job(ctx->busy); }
+  delete ctx;
+}
+
+// ---- adapters ----
+
+namespace {
+
+std::string lora_name(int id) { return "lora-" + std::to_string(id); }
+
+lumen_context::Adapter* find_adapter(lumen_context* ctx, int id) {
+  for (auto& a : ctx->adapters)
+    if (a.id == id) return &a;
+  return nullptr;
+}
+
+// Runs an adapter change with the context held; BUSY when a job runs.
+template <class Body>
+lumen_status with_context(lumen_context* ctx, lumen_status user_error, Body body) {
+  if (!ctx) return fail(LUMEN_ERR_INVALID_ARGUMENT, "the context is NULL");
+  std::unique_lock<std::mutex> lock(ctx->busy, std::try_to_lock);
+  if (!lock.owns_lock()) return fail(LUMEN_ERR_BUSY, "the context is running another job");
+  return guarded(user_error, body);
+}
+
+}  // namespace
+
+lumen_status lumen_adapter_apply(lumen_context* ctx, lumen_adapter_kind kind, const char* path, float scale, int* id_out) {
+  if (!path || !*path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_apply: no path");
+  if (!std::isfinite(scale) || std::abs(scale) > 100)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string(path) + ": scale must be finite, within ±100");
+  if (kind != LUMEN_ADAPTER_LORA && kind != LUMEN_ADAPTER_RESADAPTER)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_apply: kind is not LORA or RESADAPTER");
+  return with_context(ctx, LUMEN_ERR_FILE, [&] {
+    if (kind == LUMEN_ADAPTER_RESADAPTER)
+      for (const auto& a : ctx->adapters)
+        if (a.kind == LUMEN_ADAPTER_RESADAPTER) throw lumen::Error(path, "a ResAdapter is applied already; remove it first");
+    lumen_context::Adapter a{ctx->next_id, kind, path, scale, nullptr};
+    if (kind == LUMEN_ADAPTER_LORA) {
+      auto file = std::make_shared<lumen::adapters::LoraFile>(lumen::adapters::read_lora_file(path));
+      ctx->loras->add(lora_name(a.id), file, scale);
+    } else {
+      // Its LoRA half runs beside the weights (not merged), so it never
+      // interferes with the merged LoRAs' exact restore.
+      a.resadapter = std::make_unique<lumen::adapters::AppliedResAdapter>(
+          ctx->model->unet.ptr(), lumen::adapters::read_resadapter(lumen::adapters::resadapter_files(path)), scale,
+          lumen::adapters::NormMode::Replace, lumen::adapters::ApplyMode::Runtime);
+    }
+    std::lock_guard<std::mutex> l(ctx->list);
+    ctx->adapters.push_back(std::move(a));
+    if (id_out) *id_out = ctx->next_id;
+    ++ctx->next_id;
+  });
+}
+
+lumen_status lumen_adapter_set_scale(lumen_context* ctx, int id, float scale) {
+  if (!std::isfinite(scale) || std::abs(scale) > 100)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_set_scale: scale must be finite, within ±100");
+  return with_context(ctx, LUMEN_ERR_INVALID_ARGUMENT, [&] {
+    auto* a = find_adapter(ctx, id);
+    if (!a) throw lumen::Error("adapter " + std::to_string(id), "no such adapter on this context");
+    if (a->resadapter) a->resadapter->set_scale(scale);
+    else ctx->loras->set_scale(lora_name(id), scale);
+    std::lock_guard<std::mutex> l(ctx->list);
+    a->scale = scale;
+  });
+}
+
+lumen_status lumen_adapter_remove(lumen_context* ctx, int id) {
+  return with_context(ctx, LUMEN_ERR_INVALID_ARGUMENT, [&] {
+    auto* a = find_adapter(ctx, id);
+    if (!a) throw lumen::Error("adapter " + std::to_string(id), "no such adapter on this context");
+    if (a->resadapter) a->resadapter->remove();
+    else ctx->loras->remove(lora_name(id));
+    std::lock_guard<std::mutex> l(ctx->list);
+    ctx->adapters.erase(ctx->adapters.begin() + (a - ctx->adapters.data()));
+  });
+}
+
+int lumen_adapter_count(const lumen_context* ctx) {
+  if (!ctx) return 0;
+  std::lock_guard<std::mutex> l(ctx->list);
+  return static_cast<int>(ctx->adapters.size());
+}
+
+lumen_status lumen_adapter_get(const lumen_context* ctx, int index, lumen_adapter_info* info) {
+  if (!ctx || !info) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_get: NULL context or info");
+  std::lock_guard<std::mutex> l(ctx->list);
+  if (index < 0 || index >= static_cast<int>(ctx->adapters.size()))
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_get: index " + std::to_string(index) + " out of range");
+  const auto& a = ctx->adapters[static_cast<size_t>(index)];
+  *info = {a.id, a.kind, a.path.c_str(), a.scale};
+  return LUMEN_OK;
+}
+
+// ---- images ----
+
+void lumen_images_free(lumen_images* images) {
+  if (!images) return;
+  for (size_t i = 0; i < images->count; ++i) {
+    std::free(images->images[i].pixels);
+    std::free(const_cast<char*>(images->images[i].parameters));
+  }
+  std::free(images->images);
+  std::free(images);
+}
+
+lumen_status lumen_image_write_png(const lumen_image* image, const char* path, int overwrite) {
+  if (!image || !path || !*path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_write_png: NULL image or path");
+  if (!image->pixels || image->width == 0 || image->height == 0)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string(path) + ": the image has no pixels");
+  return guarded(LUMEN_ERR_FILE, [&] {
+    std::map<std::string, std::string> text;
+    if (image->parameters) text["parameters"] = image->parameters;
+    lumen::write_png(path, rgb_of(*image), text, overwrite != 0);
+  });
+}
+
+lumen_status lumen_image_read(const char* path, lumen_images** out) {
+  if (!path || !out) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_read: NULL path or out");
+  *out = nullptr;
+  return guarded(LUMEN_ERR_FILE, [&] {
+    const lumen::RgbImage rgb = lumen::read_image(path);
+    lumen_images* images = new_images(1);
+    try {
+      fill_image(images->images[0], rgb);
+    } catch (...) {
+      lumen_images_free(images);
+      throw;
+    }
+    *out = images;
+  });
+}
+
+// ---- generation ----
+
+lumen_generation_params lumen_generation_default_params(void) {
+  lumen_generation_params p{};
+  p.struct_size = sizeof p;
+  p.steps = 0;
+  p.cfg_scale = -1;
+  p.guidance_rescale = -1;
+  p.batch_size = 1;
+  p.strength = 0.75f;
+  return p;
+}
+
+lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* given, lumen_images** out) {
+  if (!given || !out) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: NULL params or out");
+  *out = nullptr;
+  lumen_generation_params p = lumen_generation_default_params();
+  if (!read_params(given, p)) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: params.struct_size is not set");
+  if (!p.prompt) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: prompt is NULL (use \"\" for none)");
+  if (p.mask && !p.init_image) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: a mask needs an init_image");
+  return with_context(ctx, LUMEN_ERR_INVALID_ARGUMENT, [&] {
+    lumen::GenerationOptions o;
+    o.prompt = p.prompt;
+    o.negative_prompt = p.negative_prompt ? p.negative_prompt : "";
+    o.sampler = p.sampler ? p.sampler : "";
+    o.steps = p.steps > 0 ? p.steps : ctx->recommended.steps.value_or(20);
+    o.cfg_scale = p.cfg_scale >= 0 ? p.cfg_scale : ctx->recommended.cfg_scale.value_or(7.0);
+    o.guidance_rescale = p.guidance_rescale >= 0 ? p.guidance_rescale : ctx->recommended.guidance_rescale.value_or(0.0);
+    o.width = p.width;
+    o.height = p.height;
+    o.seed = p.seed;
+    o.batch_size = p.batch_size;
+    o.strength = p.strength;
+    if (p.init_image) o.init_image = image_tensor(*p.init_image, false, "init_image");
+    if (p.mask) o.mask = image_tensor(*p.mask, true, "mask");
+    o.on_step = [&](int64_t step, int64_t total, const torch::Tensor&) {
+      if (p.progress && p.progress(static_cast<int>(step + 1), static_cast<int>(total), p.user_data)) throw Cancelled{};
+    };
+    lumen::validate_options(o);
+    lumen::fit_threads_to_work(lumen::estimated_unet_step_flops(*ctx->model, o));
+    const lumen::GenerationResult result = ctx->pipeline->generate(o);
+
+    lumen::GenerationOptions made = o;  // the size made, for the parameters text
+    made.height = result.images.size(1);
+    made.width = result.images.size(2);
+    lumen::InfotextFields fields;
+    fields.sampler = !o.sampler.empty() ? o.sampler : ctx->pipeline->scheduler_config().value("_class_name", "");
+    fields.model_name = std::filesystem::path(ctx->model_path).filename().string();
+    fields.model_hash = ctx->model_hash;
+    lumen_images* images = new_images(static_cast<size_t>(result.images.size(0)));
+    try {
+      for (size_t i = 0; i < images->count; ++i) {
+        fields.seed = result.seeds[i];
+        fill_image(images->images[i], lumen::rgb_from_tensor(result.images[static_cast<int64_t>(i)]));
+        images->images[i].seed = fields.seed;
+        images->images[i].parameters = copy_string(lumen::format_infotext(made, o.prompt, o.negative_prompt, fields));
+      }
+    } catch (...) {
+      lumen_images_free(images);
+      throw;
+    }
+    *out = images;
+  });
+}
+
+// ---- training ----
+
+lumen_status lumen_train(const char* recipe_path, int resume, lumen_train_callback callback, void* user_data) {
+  if (!recipe_path || !*recipe_path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train: no recipe path");
+  bool cancelled = false;
+  const lumen_status status = guarded(LUMEN_ERR_FILE, [&] {
+    const lumen::train::Recipe recipe = lumen::train::read_recipe(recipe_path);
+    lumen::train::TrainOptions options;
+    options.resume = resume != 0;
+    options.progress = false;
+    options.on_step = [&](int64_t step, const std::map<std::string, double>& metrics) {
+      const auto loss = metrics.find("loss");
+      if (callback && callback(step, recipe.steps, loss == metrics.end() ? 0.0 : loss->second, user_data)) cancelled = true;
+    };
+    options.stop_requested = [&] { return cancelled; };
+    lumen::train::run_training(recipe, options);
+  });
+  if (status == LUMEN_OK && cancelled)
+    return fail(LUMEN_ERR_CANCELLED, std::string(recipe_path) + ": stopped by the callback (checkpointed; resume continues it)");
+  return status;
+}
+

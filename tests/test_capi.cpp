@@ -1,0 +1,323 @@
+// The C API as an app sees it: only lumen.h / lumen.hpp and liblumen.so (no
+// internal header), on the embedded default model.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lumen/lumen.h"
+#include "lumen/lumen.hpp"
+
+namespace {
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/lumen-capi-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string path;
+};
+
+std::vector<uint8_t> bytes_of(const lumen_image& image) {
+  return std::vector<uint8_t>(image.pixels, image.pixels + static_cast<size_t>(image.width) * image.height * 3);
+}
+
+// One context on the default model for the suite (loading takes a moment).
+class CApi : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    lumen_context_params p = lumen_context_default_params();
+    p.threads = 1;
+    ASSERT_EQ(lumen_context_create(nullptr, &p, &ctx_), LUMEN_OK) << lumen_last_error();
+  }
+  static void TearDownTestSuite() { lumen_context_free(ctx_); }
+
+  static lumen_generation_params params(const char* prompt, int steps = 4) {
+    lumen_generation_params g = lumen_generation_default_params();
+    g.prompt = prompt;
+    g.steps = steps;
+    g.seed = 1000;
+    return g;
+  }
+  // Generates one image and returns its bytes.
+  static std::vector<uint8_t> generate_bytes(lumen_context* ctx, const lumen_generation_params& g) {
+    lumen_images* out = nullptr;
+    EXPECT_EQ(lumen_generate(ctx, &g, &out), LUMEN_OK) << lumen_last_error();
+    if (!out) return {};
+    auto bytes = bytes_of(out->images[0]);
+    lumen_images_free(out);
+    return bytes;
+  }
+  static lumen_context* ctx_;
+};
+lumen_context* CApi::ctx_ = nullptr;
+
+const char* kPrompt = "a large red circle at the right on a black background";
+
+TEST(CApiBasics, VersionAndClearErrors) {
+  EXPECT_EQ(lumen_api_version(), LUMEN_API_VERSION);
+  EXPECT_GT(std::strlen(lumen_version()), 0u);
+  lumen_context* ctx = reinterpret_cast<lumen_context*>(0x1);
+  EXPECT_EQ(lumen_context_create("/nonexistent/model", nullptr, &ctx), LUMEN_ERR_FILE);
+  EXPECT_EQ(ctx, nullptr);
+  EXPECT_NE(std::string(lumen_last_error()).find("/nonexistent/model"), std::string::npos) << lumen_last_error();
+  EXPECT_EQ(lumen_context_create(nullptr, nullptr, nullptr), LUMEN_ERR_INVALID_ARGUMENT);
+  lumen_context_params p = lumen_context_default_params();
+  p.dtype = LUMEN_DTYPE_F16;
+  EXPECT_EQ(lumen_context_create(nullptr, &p, &ctx), LUMEN_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lumen_last_error()).find("f16"), std::string::npos);
+  p = lumen_context_default_params();
+  p.struct_size = 0;
+  EXPECT_EQ(lumen_context_create(nullptr, &p, &ctx), LUMEN_ERR_INVALID_ARGUMENT);
+  // The message is per thread: another thread's failure does not overwrite it.
+  std::thread([] { lumen_context_create("/elsewhere", nullptr, nullptr); }).join();
+  EXPECT_NE(std::string(lumen_last_error()).find("struct_size"), std::string::npos) << lumen_last_error();
+  // The C++ layer throws with the status.
+  try {
+    lumen::Context bad("/nonexistent/model");
+    FAIL() << "no exception";
+  } catch (const lumen::Exception& e) {
+    EXPECT_EQ(e.status(), LUMEN_ERR_FILE);
+  }
+}
+
+TEST_F(CApi, GeneratesWithTheModelsRecommendedSettingsAndWritesItsPng) {
+  std::vector<int> steps;
+  lumen_generation_params g = params(kPrompt, 0);  // 0: the model's recommendation (25)
+  g.batch_size = 2;
+  g.progress = [](int step, int total, void* user) {
+    static_cast<std::vector<int>*>(user)->push_back(step * 1000 + total);
+    return 0;
+  };
+  g.user_data = &steps;
+  lumen_images* out = nullptr;
+  ASSERT_EQ(lumen_generate(ctx_, &g, &out), LUMEN_OK) << lumen_last_error();
+  ASSERT_EQ(out->count, 2u);
+  EXPECT_EQ(steps.size(), 25u);
+  EXPECT_EQ(steps.back(), 25 * 1000 + 25);
+  for (size_t i = 0; i < 2; ++i) {
+    const lumen_image& image = out->images[i];
+    EXPECT_EQ(image.width, 64u);
+    EXPECT_EQ(image.height, 64u);
+    EXPECT_EQ(image.seed, 1000 + i);
+    const std::string params = image.parameters;
+    EXPECT_NE(params.find("Steps: 25,"), std::string::npos) << params;
+    EXPECT_NE(params.find("Seed: " + std::to_string(1000 + i)), std::string::npos) << params;
+    EXPECT_NE(params.find("Size: 64x64"), std::string::npos) << params;
+  }
+  // Asked for a red circle on black: the right half holds red, the left is black.
+  const auto px = bytes_of(out->images[0]);
+  auto at = [&](int x, int y, int c) { return px[(static_cast<size_t>(y) * 64 + x) * 3 + c]; };
+  int red = 0;
+  for (int y = 0; y < 64; ++y)
+    for (int x = 32; x < 64; ++x) red += at(x, y, 0) > 150 && at(x, y, 1) < 100;
+  EXPECT_GT(red, 100);
+  EXPECT_LT(at(4, 4, 0) + at(4, 4, 1) + at(4, 4, 2), 60);
+
+  TempDir dir;
+  const std::string png = dir.path + "/a.png";
+  ASSERT_EQ(lumen_image_write_png(&out->images[0], png.c_str(), 0), LUMEN_OK) << lumen_last_error();
+  EXPECT_EQ(lumen_image_write_png(&out->images[0], png.c_str(), 0), LUMEN_ERR_FILE);  // never overwritten unasked
+  lumen_images* read = nullptr;
+  ASSERT_EQ(lumen_image_read(png.c_str(), &read), LUMEN_OK) << lumen_last_error();
+  EXPECT_EQ(bytes_of(read->images[0]), px);
+  lumen_images_free(read);
+  lumen_images_free(out);
+}
+
+TEST_F(CApi, CancelsFromTheCallbackAndStaysUsable) {
+  lumen_generation_params g = params(kPrompt, 10);
+  int calls = 0;
+  g.progress = [](int step, int, void* user) {
+    ++*static_cast<int*>(user);
+    return step >= 3 ? 1 : 0;
+  };
+  g.user_data = &calls;
+  lumen_images* out = nullptr;
+  EXPECT_EQ(lumen_generate(ctx_, &g, &out), LUMEN_ERR_CANCELLED);
+  EXPECT_EQ(out, nullptr);
+  EXPECT_EQ(calls, 3);
+  g.progress = nullptr;
+  EXPECT_FALSE(generate_bytes(ctx_, g).empty());
+}
+
+TEST_F(CApi, BadOptionsAreRefusedWithTheirName) {
+  lumen_generation_params g = params(kPrompt);
+  g.steps = 100000;
+  lumen_images* out = nullptr;
+  EXPECT_EQ(lumen_generate(ctx_, &g, &out), LUMEN_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lumen_last_error()).find("steps"), std::string::npos) << lumen_last_error();
+  g = params(nullptr);
+  EXPECT_EQ(lumen_generate(ctx_, &g, &out), LUMEN_ERR_INVALID_ARGUMENT);
+  g = params(kPrompt);
+  g.sampler = "no_such_sampler";
+  EXPECT_EQ(lumen_generate(ctx_, &g, &out), LUMEN_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lumen_last_error()).find("no_such_sampler"), std::string::npos) << lumen_last_error();
+}
+
+// An older caller's smaller struct: the fields it lacks take their defaults.
+TEST_F(CApi, AnOlderCallersSmallerStructWorks) {
+  lumen_generation_params full = params(kPrompt);
+  lumen_generation_params old = full;
+  old.struct_size = offsetof(lumen_generation_params, init_image);
+  old.strength = 0.0f;  // beyond its size: ignored
+  EXPECT_EQ(generate_bytes(ctx_, old), generate_bytes(ctx_, full));
+}
+
+TEST_F(CApi, LoraAppliesAndRemovesExactly) {
+  const lumen_generation_params g = params(kPrompt);
+  const auto before = generate_bytes(ctx_, g);
+  int id = 0;
+  ASSERT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_LORA, "assets/unifl-lora/unifl-shapes.safetensors", 1.0f, &id),
+            LUMEN_OK)
+      << lumen_last_error();
+  ASSERT_EQ(lumen_adapter_count(ctx_), 1);
+  lumen_adapter_info info{};
+  ASSERT_EQ(lumen_adapter_get(ctx_, 0, &info), LUMEN_OK);
+  EXPECT_EQ(info.id, id);
+  EXPECT_EQ(info.kind, LUMEN_ADAPTER_LORA);
+  EXPECT_EQ(info.scale, 1.0f);
+  const auto with = generate_bytes(ctx_, g);
+  EXPECT_NE(with, before);
+  ASSERT_EQ(lumen_adapter_set_scale(ctx_, id, 0.0f), LUMEN_OK) << lumen_last_error();
+  EXPECT_EQ(generate_bytes(ctx_, g), before);
+  ASSERT_EQ(lumen_adapter_remove(ctx_, id), LUMEN_OK) << lumen_last_error();
+  EXPECT_EQ(lumen_adapter_count(ctx_), 0);
+  EXPECT_EQ(generate_bytes(ctx_, g), before);
+  EXPECT_EQ(lumen_adapter_remove(ctx_, id), LUMEN_ERR_INVALID_ARGUMENT);
+  // A file that is not a LoRA is named, and the model stays as it was.
+  TempDir dir;
+  const std::string junk = dir.path + "/junk.safetensors";
+  std::ofstream(junk) << "not a safetensors file";
+  EXPECT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_LORA, junk.c_str(), 1.0f, nullptr), LUMEN_ERR_FILE);
+  EXPECT_NE(std::string(lumen_last_error()).find(junk), std::string::npos) << lumen_last_error();
+  EXPECT_EQ(generate_bytes(ctx_, g), before);
+}
+
+TEST_F(CApi, ResAdapterAtAnotherSizeAndRemoved) {
+  lumen_generation_params g = params(kPrompt);
+  g.width = 128;
+  g.height = 64;
+  const auto before = generate_bytes(ctx_, g);
+  EXPECT_EQ(before.size(), 128u * 64 * 3);
+  int id = 0;
+  ASSERT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_RESADAPTER, "assets/resadapter", 1.0f, &id), LUMEN_OK)
+      << lumen_last_error();
+  EXPECT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_RESADAPTER, "assets/resadapter", 1.0f, nullptr), LUMEN_ERR_FILE);
+  EXPECT_NE(generate_bytes(ctx_, g), before);
+  ASSERT_EQ(lumen_adapter_remove(ctx_, id), LUMEN_OK) << lumen_last_error();
+  EXPECT_EQ(generate_bytes(ctx_, g), before);
+}
+
+TEST_F(CApi, Img2imgAndInpaintKeepTheSize) {
+  lumen_images* first = nullptr;
+  lumen_generation_params g = params(kPrompt);
+  ASSERT_EQ(lumen_generate(ctx_, &g, &first), LUMEN_OK) << lumen_last_error();
+  std::vector<uint8_t> white(64 * 64 * 3, 255);
+  lumen_image mask{64, 64, white.data(), 0, nullptr};
+  g = params("a small blue square at the top on a white background");
+  g.init_image = &first->images[0];
+  g.strength = 0.6f;
+  auto repainted = generate_bytes(ctx_, g);
+  EXPECT_EQ(repainted.size(), 64u * 64 * 3);
+  g.mask = &mask;
+  EXPECT_EQ(generate_bytes(ctx_, g).size(), 64u * 64 * 3);
+  lumen_images_free(first);
+}
+
+// One context per thread runs in parallel; the same seed gives the same bytes.
+TEST(CApiThreads, OneContextPerThread) {
+  std::vector<std::vector<uint8_t>> results(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t)
+    threads.emplace_back([t, &results] {
+      lumen::Context ctx;
+      lumen::GenerationParams p;
+      p.prompt = kPrompt;
+      p.steps = 4;
+      p.seed = 1000;
+      const lumen::Images images = ctx.generate(p);
+      results[static_cast<size_t>(t)] = bytes_of(images[0]);
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_FALSE(results[0].empty());
+  EXPECT_EQ(results[0], results[1]);
+}
+
+// A second job on a busy context is refused at once, not queued or raced.
+TEST_F(CApi, ABusyContextRefusesASecondJob) {
+  struct Gate {
+    std::mutex m;
+    std::condition_variable cv;
+    bool started = false, release = false;
+  } gate;
+  lumen_generation_params g = params(kPrompt);
+  g.progress = [](int, int, void* user) {
+    auto* gate = static_cast<Gate*>(user);
+    std::unique_lock<std::mutex> lock(gate->m);
+    gate->started = true;
+    gate->cv.notify_all();
+    gate->cv.wait(lock, [&] { return gate->release; });
+    return 0;
+  };
+  g.user_data = &gate;
+  lumen_status first = LUMEN_ERR_INTERNAL;
+  std::thread worker([&] {
+    lumen_images* out = nullptr;
+    first = lumen_generate(ctx_, &g, &out);
+    lumen_images_free(out);
+  });
+  {
+    std::unique_lock<std::mutex> lock(gate.m);
+    gate.cv.wait(lock, [&] { return gate.started; });
+  }
+  lumen_generation_params other = params(kPrompt);
+  lumen_images* out = nullptr;
+  EXPECT_EQ(lumen_generate(ctx_, &other, &out), LUMEN_ERR_BUSY);
+  EXPECT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_LORA, "assets/unifl-lora/unifl-shapes.safetensors", 1, nullptr),
+            LUMEN_ERR_BUSY);
+  {
+    std::lock_guard<std::mutex> lock(gate.m);
+    gate.release = true;
+  }
+  gate.cv.notify_all();
+  worker.join();
+  EXPECT_EQ(first, LUMEN_OK) << lumen_last_error();
+}
+
+// A training recipe through the C API: stopped by the callback with a
+// checkpoint, then resumed to the end.
+TEST(CApiTrain, StopsFromTheCallbackAndResumes) {
+  TempDir dir;
+  const std::string recipe = dir.path + "/vae.yaml";
+  std::ofstream(recipe) << "task: vae\noutput: " << dir.path << "/run\nseed: 1\nthreads: 1\nsteps: 6\nbatch_size: 2\n"
+                        << "dataset: {type: shapes, width: 16, height: 16}\ncheckpoint_every: 100\n"
+                        << "vae:\n  config:\n    block_out_channels: [8]\n    down_block_types: [DownEncoderBlock2D]\n"
+                        << "    up_block_types: [UpDecoderBlock2D]\n    layers_per_block: 1\n    norm_num_groups: 4\n"
+                        << "    latent_channels: 4\n";
+  std::vector<double> losses;
+  auto stop_at_2 = [](int64_t step, int64_t total, double loss, void* user) {
+    EXPECT_EQ(total, 6);
+    static_cast<std::vector<double>*>(user)->push_back(loss);
+    return step >= 2 ? 1 : 0;
+  };
+  EXPECT_EQ(lumen_train(recipe.c_str(), 0, stop_at_2, &losses), LUMEN_ERR_CANCELLED);
+  EXPECT_EQ(losses.size(), 2u);
+  EXPECT_TRUE(std::filesystem::exists(dir.path + "/run/checkpoints/step-00000002/state.json"));
+  EXPECT_EQ(lumen_train(recipe.c_str(), 1, nullptr, nullptr), LUMEN_OK) << lumen_last_error();
+  EXPECT_TRUE(std::filesystem::exists(dir.path + "/run/final/vae/config.json"));
+  EXPECT_EQ(lumen_train((dir.path + "/missing.yaml").c_str(), 0, nullptr, nullptr), LUMEN_ERR_FILE);
+  EXPECT_NE(std::string(lumen_last_error()).find("missing.yaml"), std::string::npos);
+}
+
+}  // namespace
