@@ -14,11 +14,6 @@ RgbImage to_rgb(const torch::Tensor& image) {
   return out;
 }
 
-torch::Tensor image_tensor(const RgbImage& image) {
-  auto t = torch::from_blob(const_cast<uint8_t*>(image.pixels.data()), {image.height, image.width, 3}, torch::kUInt8);
-  return t.permute({2, 0, 1}).to(torch::kFloat).div(127.5).sub(1.0);
-}
-
 RgbImage make_grid(const torch::Tensor& images, int64_t columns) {
   const int64_t n = images.size(0), h = images.size(2), w = images.size(3), gap = 2;
   const int64_t rows = (n + columns - 1) / columns;

@@ -129,12 +129,11 @@ DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
 }
 
 NamedTensors DiffusionObjective::trainable() {
-  if (lora_ && !resnet_norms_.empty()) {
+  if (lora_) {  // a ResAdapter's norms beside its LoRA half
     NamedTensors out = lora_->parameters();
     for (const auto& [name, p] : resnet_norms_) out.emplace_back("norm." + name, p);
     return out;
   }
-  if (lora_) return lora_->parameters();
   NamedTensors out = named_parameters(*model_->unet, "unet.");
   if (train_text_encoder())
     for (auto& t : named_parameters(*model_->text_encoder, "text_encoder.")) out.push_back(t);

@@ -54,19 +54,18 @@ bool cpu_runs_bf16_fast() {
 
 std::string asset_dir() {
   if (const char* env = std::getenv("LUMEN_ASSET_DIR"); env && *env) return env;
-  // An installed program finds its assets relative to itself, wherever the prefix is.
+  // Installed, the assets are at <prefix>/share/lumen/assets, beside the
+  // running program's bin/ or (an app elsewhere) liblumen.so's lib/.
+  auto under_prefix_of = [](const std::filesystem::path& file) {
+    return (file.parent_path().parent_path() / "share" / "lumen" / "assets").string();
+  };
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const auto beside = exe.parent_path().parent_path() / "share" / "lumen" / "assets";
-    if (is_dir(beside.string())) return beside.string();
-  }
-  // Code in an installed liblumen.so (an app elsewhere): relative to the library.
+  if (!ec && is_dir(under_prefix_of(exe))) return under_prefix_of(exe);
   Dl_info self{};
   if (dladdr(reinterpret_cast<void*>(&asset_dir), &self) && self.dli_fname) {
     const auto lib = std::filesystem::weakly_canonical(self.dli_fname, ec);
-    const auto beside = lib.parent_path().parent_path() / "share" / "lumen" / "assets";
-    if (!ec && is_dir(beside.string())) return beside.string();
+    if (!ec && is_dir(under_prefix_of(lib))) return under_prefix_of(lib);
   }
 #ifdef LUMEN_INSTALL_ASSET_DIR
   if (is_dir(LUMEN_INSTALL_ASSET_DIR)) return LUMEN_INSTALL_ASSET_DIR;

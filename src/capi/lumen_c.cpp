@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,8 @@ struct lumen_context {
     float scale;
     std::unique_ptr<lumen::adapters::AppliedResAdapter> resadapter;  // kind RESADAPTER
   };
-  std::string model_path, model_hash;
+  std::string model_path;
+  std::optional<std::string> model_hash;  // single files: A1111's short hash, made at the first generation
   std::shared_ptr<lumen::LoadedModel> model;
   std::unique_ptr<lumen::Pipeline> pipeline;
   lumen::RecommendedSettings recommended;
@@ -102,16 +104,6 @@ char* copy_string(const std::string& s) {
   return out;
 }
 
-// An image as a tensor: [1,3,H,W] in [-1,1], or (mask) [1,1,H,W], 1 where white.
-torch::Tensor image_tensor(const lumen_image& image, bool mask, const char* what) {
-  if (!image.pixels || image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384)
-    throw lumen::Error(what, "needs pixels and a width and height in 1..16384");
-  auto t = torch::from_blob(image.pixels, {static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), 3},
-                            torch::kUInt8)
-               .permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat).div(255.0);
-  if (mask) return (t.mean(1, true) > 0.5).to(torch::kFloat);
-  return t * 2 - 1;
-}
 
 void fill_image(lumen_image& out, const lumen::RgbImage& rgb) {
   out.width = static_cast<uint32_t>(rgb.width);
@@ -139,6 +131,13 @@ lumen::RgbImage rgb_of(const lumen_image& image) {
   rgb.height = static_cast<int>(image.height);
   rgb.pixels.assign(image.pixels, image.pixels + static_cast<size_t>(image.width) * image.height * 3);
   return rgb;
+}
+
+// A generation input (`what` names it in the error), checked before use.
+lumen::RgbImage input_rgb(const lumen_image& image, const char* what) {
+  if (!image.pixels || image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384)
+    throw lumen::Error(what, "needs pixels and a width and height in 1..16384");
+  return rgb_of(image);
 }
 
 }  // namespace
@@ -184,7 +183,6 @@ lumen_status lumen_context_create(const char* model_path, const lumen_context_pa
     ctx->model = std::make_shared<lumen::LoadedModel>(lumen::load_model(ctx->model_path, load));
     ctx->pipeline = std::make_unique<lumen::Pipeline>(ctx->model);
     ctx->recommended = lumen::read_recommended_settings(ctx->model_path);
-    if (!std::filesystem::is_directory(ctx->model_path)) ctx->model_hash = lumen::cached_short_file_hash(ctx->model_path);
     ctx->loras = std::make_unique<lumen::adapters::LoraStack>(lumen::adapters::adapter_components(*ctx->model),
                                                               lumen::adapters::ApplyMode::Merge);
     *out = ctx.release();
@@ -360,8 +358,8 @@ lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* g
     o.seed = p.seed;
     o.batch_size = p.batch_size;
     o.strength = p.strength;
-    if (p.init_image) o.init_image = image_tensor(*p.init_image, false, "init_image");
-    if (p.mask) o.mask = image_tensor(*p.mask, true, "mask");
+    if (p.init_image) o.init_image = lumen::init_image_tensor(input_rgb(*p.init_image, "init_image"));
+    if (p.mask) o.mask = lumen::mask_tensor(input_rgb(*p.mask, "mask"));
     o.on_step = [&](int64_t step, int64_t total, const torch::Tensor&) {
       if (p.progress && p.progress(static_cast<int>(step + 1), static_cast<int>(total), p.user_data)) throw Cancelled{};
     };
@@ -375,7 +373,9 @@ lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* g
     lumen::InfotextFields fields;
     fields.sampler = !o.sampler.empty() ? o.sampler : ctx->pipeline->scheduler_config().value("_class_name", "");
     fields.model_name = std::filesystem::path(ctx->model_path).filename().string();
-    fields.model_hash = ctx->model_hash;
+    if (!ctx->model_hash)  // hashing a checkpoint takes a while: not at load, and once (cached on disk too)
+      ctx->model_hash = std::filesystem::is_directory(ctx->model_path) ? "" : lumen::cached_short_file_hash(ctx->model_path);
+    fields.model_hash = *ctx->model_hash;
     lumen_images* images = new_images(static_cast<size_t>(result.images.size(0)));
     try {
       for (size_t i = 0; i < images->count; ++i) {

@@ -161,14 +161,6 @@ std::string output_path(const GenerateArgs& a, int64_t index, int64_t total, uin
   return a.output + "/" + name;
 }
 
-torch::Tensor load_image_tensor(const std::string& path, bool single_channel) {
-  RgbImage img = read_image(path);
-  auto t = torch::from_blob(img.pixels.data(), {img.height, img.width, 3}, torch::kUInt8).clone();
-  t = t.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat) / 255.0;  // [1,3,H,W] in [0,1]
-  if (single_channel) return (t.mean(1, true) > 0.5).to(torch::kFloat);
-  return t * 2 - 1;
-}
-
 std::string seconds_text(double s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3f s", s);
@@ -212,8 +204,8 @@ int run_generate(GenerateArgs& a, bool img2img) {
   if (!a.target_size.empty()) o.target_size = parse_pair(a.target_size, 'x', true, "--target-size");
   if (!a.crop_top_left.empty()) o.crop_top_left = parse_pair(a.crop_top_left, ',', false, "--crop-top-left");
   if (img2img) {
-    o.init_image = load_image_tensor(a.init_image, false);
-    if (!a.mask.empty()) o.mask = load_image_tensor(a.mask, true);
+    o.init_image = init_image_tensor(read_image(a.init_image));
+    if (!a.mask.empty()) o.mask = mask_tensor(read_image(a.mask));
   }
   validate_options(o);
 

@@ -256,9 +256,7 @@ std::vector<T> spread(const std::vector<T>& all, int64_t count) {
 // targets are): deterministic, so one image per caption whatever --seeds says.
 RgbImage vae_reconstruction(LoadedModel& model, const Caption& caption, int width, int height) {
   torch::NoGradGuard no_grad;
-  RgbImage reference = render(caption, width, height);
-  const auto x = torch::from_blob(reference.pixels.data(), {height, width, 3}, torch::kByte)
-                     .permute({2, 0, 1}).to(torch::kFloat).div(127.5).sub(1).unsqueeze(0);
+  const auto x = image_tensor(render(caption, width, height)).unsqueeze(0);
   const auto mean = nn::split_moments(model.vae->encode_moments(x)).mean;
   return rgb_from_tensor(model.vae->decode(mean)[0].add(1).div(2).clamp(0, 1).permute({1, 2, 0}));
 }
