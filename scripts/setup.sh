@@ -15,6 +15,7 @@ packages=(
   clang libclang-rt-14-dev              # libFuzzer and the sanitizers for fuzz/ (scripts/fuzz.sh)
   libgoogle-perftools-dev               # tcmalloc: freed activations reused, not faulted in again each step
   python3                               # the C API's ctypes example (examples/python), run by a test
+  chromium                              # the web page's test in a real (headless) browser
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -91,6 +92,30 @@ TEST(CApiBasics, VersionAndClearErrors) {
   }
 }
 
+TEST(CApiBasics, PngInMemoryRoundTripAndDecodeLimits) {
+  std::vector<uint8_t> pixels(24 * 16 * 3);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<uint8_t>(i * 7);
+  const lumen_image image{24, 16, pixels.data(), 0, "a prompt\nSteps: 3"};
+  uint8_t* png = nullptr;
+  size_t size = 0;
+  ASSERT_EQ(lumen_image_encode_png(&image, &png, &size), LUMEN_OK) << lumen_last_error();
+  const std::string bytes(reinterpret_cast<char*>(png), size);
+  lumen_free(png);
+  EXPECT_NE(bytes.find("a prompt\nSteps: 3"), std::string::npos);  // the parameters chunk
+  lumen::Images back = lumen::Images::decode(bytes);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].width, 24u);
+  EXPECT_EQ(std::memcmp(back[0].pixels, pixels.data(), pixels.size()), 0);
+  EXPECT_EQ(back.png(0).substr(1, 3), "PNG");
+  // Refused from the header, before decoding: more pixels than allowed, or not an image.
+  lumen_images* out = nullptr;
+  EXPECT_EQ(lumen_image_decode(bytes.data(), bytes.size(), 24 * 16 - 1, &out), LUMEN_ERR_FILE);
+  EXPECT_NE(std::string(lumen_last_error()).find("over the limit"), std::string::npos) << lumen_last_error();
+  EXPECT_EQ(lumen_image_decode(bytes.data(), 20, 0, &out), LUMEN_ERR_FILE);
+  EXPECT_EQ(out, nullptr);
+  EXPECT_EQ(lumen_image_decode(nullptr, 0, 0, &out), LUMEN_ERR_INVALID_ARGUMENT);
+}
+
 TEST_F(CApi, GeneratesWithTheModelsRecommendedSettingsAndWritesItsPng) {
   std::vector<int> steps;
   lumen_generation_params g = params(kPrompt, 0);  // 0: the model's recommendation (25)
@@ -174,6 +199,74 @@ TEST_F(CApi, AnOlderCallersSmallerStructWorks) {
   EXPECT_EQ(generate_bytes(ctx_, old), generate_bytes(ctx_, full));
 }
 
+// *_params_init writes no further than the caller's struct, and fills its struct_size.
+TEST(CApiBasics, ParamsInitWritesOnlyTheCallersSize) {
+  std::vector<unsigned char> buffer(sizeof(lumen_generation_params) + 16, 0xAB);
+  const size_t old_size = offsetof(lumen_generation_params, clip_skip);  // API 1's struct
+  lumen_generation_params_init(reinterpret_cast<lumen_generation_params*>(buffer.data()), old_size);
+  lumen_generation_params seen;
+  std::memcpy(&seen, buffer.data(), old_size);
+  EXPECT_EQ(seen.struct_size, old_size);
+  EXPECT_EQ(seen.batch_size, 1);
+  EXPECT_FLOAT_EQ(seen.strength, 0.75f);
+  for (size_t i = old_size; i < buffer.size(); ++i) ASSERT_EQ(buffer[i], 0xAB) << "byte " << i << " written";
+  const lumen_generation_params full = lumen_generation_default_params();
+  EXPECT_EQ(full.struct_size, sizeof full);
+  EXPECT_EQ(full.zero_terminal_snr, -1);
+}
+
+// What needs no model is refused before one is loaded, with the option's name.
+TEST(CApiBasics, ValidateRefusesBadOptionsWithoutAModel) {
+  lumen_generation_params g = lumen_generation_default_params();
+  g.prompt = "x";
+  EXPECT_EQ(lumen_generation_validate(&g), LUMEN_OK) << lumen_last_error();
+  auto refused = [&](const char* needle) {
+    EXPECT_EQ(lumen_generation_validate(&g), LUMEN_ERR_INVALID_ARGUMENT) << needle;
+    EXPECT_NE(std::string(lumen_last_error()).find(needle), std::string::npos) << lumen_last_error();
+    g = lumen_generation_default_params();
+    g.prompt = "x";
+  };
+  g.width = 31;
+  g.height = 32;
+  refused("not a multiple");
+  g.sampler = "nope";
+  refused("known samplers");
+  g.cfg_scale = std::nanf("");
+  refused("cfg");
+  g.steps = -3;
+  refused("steps");
+  g.original_size[0] = -1;
+  refused("original_size");
+  const std::string long_prompt(40000, 'a');
+  g.prompt = long_prompt.c_str();
+  refused("prompt");
+  g.prompt = nullptr;
+  EXPECT_EQ(lumen_generation_validate(&g), LUMEN_ERR_INVALID_ARGUMENT);
+}
+
+// The finer controls reach the pipeline: each changes the image, stats are filled.
+TEST_F(CApi, FinerControlsChangeTheImageAndStatsAreFilled) {
+  lumen_generation_params g = params(kPrompt);
+  g.sampler = "euler";
+  const auto base = generate_bytes(ctx_, g);
+  lumen_generation_params k = g;
+  k.karras_sigmas = 1;
+  EXPECT_NE(generate_bytes(ctx_, k), base);
+  lumen_generation_params skip = g;
+  skip.clip_skip = 2;
+  EXPECT_NE(generate_bytes(ctx_, skip), base);
+  lumen_generation_params spacing = g;
+  spacing.timestep_spacing = "leading";  // the model's is trailing
+  EXPECT_NE(generate_bytes(ctx_, spacing), base);
+  lumen_generation_stats stats{};
+  stats.struct_size = sizeof stats;
+  g.stats = &stats;
+  EXPECT_EQ(generate_bytes(ctx_, g), base);
+  EXPECT_EQ(stats.steps, 4);
+  EXPECT_GT(stats.denoise_seconds, 0.0);
+  EXPECT_GT(stats.decode_seconds, 0.0);
+}
+
 TEST_F(CApi, LoraAppliesAndRemovesExactly) {
   const lumen_generation_params g = params(kPrompt);
   const auto before = generate_bytes(ctx_, g);
@@ -187,6 +280,8 @@ TEST_F(CApi, LoraAppliesAndRemovesExactly) {
   EXPECT_EQ(info.id, id);
   EXPECT_EQ(info.kind, LUMEN_ADAPTER_LORA);
   EXPECT_EQ(info.scale, 1.0f);
+  EXPECT_NE(std::string(lumen_adapter_summary(ctx_, id)).find("modules changed"), std::string::npos) << lumen_adapter_summary(ctx_, id);
+  EXPECT_EQ(lumen_adapter_summary(ctx_, id + 100), nullptr);
   const auto with = generate_bytes(ctx_, g);
   EXPECT_NE(with, before);
   ASSERT_EQ(lumen_adapter_set_scale(ctx_, id, 0.0f), LUMEN_OK) << lumen_last_error();

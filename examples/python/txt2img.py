@@ -28,6 +28,8 @@ class ContextParams(ctypes.Structure):
 PROGRESS = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 
 
+# The API-1 layout: a newer library reads only the fields a caller declares
+# (struct_size), so this script keeps working as the struct grows.
 class GenerationParams(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("prompt", ctypes.c_char_p),
                 ("negative_prompt", ctypes.c_char_p), ("sampler", ctypes.c_char_p),
@@ -42,10 +44,10 @@ def load(path):
     lib = ctypes.CDLL(path)
     lib.lumen_version.restype = ctypes.c_char_p
     lib.lumen_last_error.restype = ctypes.c_char_p
-    lib.lumen_context_default_params.restype = ContextParams
+    lib.lumen_context_params_init.argtypes = [ctypes.POINTER(ContextParams), ctypes.c_size_t]
     lib.lumen_context_create.argtypes = [ctypes.c_char_p, ctypes.POINTER(ContextParams), ctypes.POINTER(ctypes.c_void_p)]
     lib.lumen_context_free.argtypes = [ctypes.c_void_p]
-    lib.lumen_generation_default_params.restype = GenerationParams
+    lib.lumen_generation_params_init.argtypes = [ctypes.POINTER(GenerationParams), ctypes.c_size_t]
     lib.lumen_generate.argtypes = [ctypes.c_void_p, ctypes.POINTER(GenerationParams),
                                    ctypes.POINTER(ctypes.POINTER(Images))]
     lib.lumen_image_write_png.argtypes = [ctypes.POINTER(Image), ctypes.c_char_p, ctypes.c_int]
@@ -63,7 +65,8 @@ def main():
     lib = load(a.lib)
     print("Lumen", lib.lumen_version().decode(), file=sys.stderr)
 
-    cp = lib.lumen_context_default_params()
+    cp = ContextParams()
+    lib.lumen_context_params_init(ctypes.byref(cp), ctypes.sizeof(cp))
     cp.threads = 1
     ctx = ctypes.c_void_p()
     if lib.lumen_context_create(a.model.encode() if a.model else None, ctypes.byref(cp), ctypes.byref(ctx)) != 0:
@@ -76,7 +79,8 @@ def main():
             steps_seen.append(step)
             return 0
 
-        gp = lib.lumen_generation_default_params()
+        gp = GenerationParams()
+        lib.lumen_generation_params_init(ctypes.byref(gp), ctypes.sizeof(gp))
         gp.prompt = a.prompt.encode()
         gp.seed = 1000
         gp.progress = progress

@@ -18,8 +18,9 @@
  *   lumen_context_free(ctx);
  *
  * Structs carry their size as first field (struct_size), set by the
- * *_default_params() functions: a library built with a newer header reads
- * only the fields an older caller knows, and fills the rest with defaults.
+ * *_default_params() helpers (inline, so the size is the caller's): a library
+ * built with a newer header reads and writes only the fields an older caller
+ * knows, and fills the rest with defaults. FFI callers use *_params_init().
  *
  * Threads: every function may be called from any thread. One context per
  * thread runs in parallel. A context runs one job at a time: a second
@@ -43,7 +44,7 @@ extern "C" {
 #endif
 
 /* The version of this header's interface; lumen_api_version() gives the library's. */
-#define LUMEN_API_VERSION 1
+#define LUMEN_API_VERSION 2 /* 2: *_params_init, in-memory PNGs, finer generation controls, validation, stats */
 
 typedef enum lumen_status {
   LUMEN_OK = 0,
@@ -78,9 +79,19 @@ typedef struct lumen_context_params {
   const char* device;   /* "cpu" (default when NULL) */
   lumen_dtype dtype;    /* weights' dtype; F32 by default */
   int threads;          /* > 0: set the process's threads; 0: leave them (one per core at first use) */
+  /* since API 2 */
+  const char* config_override; /* a YAML/JSON file overriding detected model config fields; NULL: none */
 } lumen_context_params;
 
-LUMEN_API lumen_context_params lumen_context_default_params(void);
+/* Fills the first `size` bytes of *params (the caller's sizeof) with the
+ * defaults, struct_size included. The library never writes past `size`, so a
+ * caller built against an older, smaller struct stays safe. */
+LUMEN_API void lumen_context_params_init(lumen_context_params* params, size_t size);
+static inline lumen_context_params lumen_context_default_params(void) {
+  lumen_context_params p;
+  lumen_context_params_init(&p, sizeof p);
+  return p;
+}
 
 /* Loads a model: a diffusers folder or a single-file .safetensors checkpoint
  * (SD 1.x, 2.x, SDXL); NULL or "" loads the embedded default model. On
@@ -91,7 +102,11 @@ LUMEN_API void lumen_context_free(lumen_context* ctx);
 
 /* ---- Adapters: LoRAs and ResAdapters, applied at run time and removable ---- */
 
-typedef enum lumen_adapter_kind { LUMEN_ADAPTER_LORA = 0, LUMEN_ADAPTER_RESADAPTER = 1 } lumen_adapter_kind;
+typedef enum lumen_adapter_kind {
+  LUMEN_ADAPTER_LORA = 0,
+  LUMEN_ADAPTER_RESADAPTER = 1,      /* as the reference: its norms replace the model's; the scale scales its LoRA half */
+  LUMEN_ADAPTER_RESADAPTER_BLEND = 2 /* norms (1 - scale)·model's + scale·adapter's, LoRA half at scale */
+} lumen_adapter_kind;
 
 /* Applies a LoRA file (kohya, diffusers/PEFT; conv LoRA too) or a ResAdapter
  * (its folder, or "LORA_FILE,NORMS_FILE") at `scale`. *id_out (may be NULL)
@@ -110,6 +125,9 @@ typedef struct lumen_adapter_info {
   float scale;
 } lumen_adapter_info;
 LUMEN_API lumen_status lumen_adapter_get(const lumen_context* ctx, int index, lumen_adapter_info* info);
+/* What applying adapter `id` matched ("12 LoRA pairs on 12 modules ..."), or
+ * NULL if no such adapter; owned by the context like info.path. */
+LUMEN_API const char* lumen_adapter_summary(const lumen_context* ctx, int id);
 
 /* ---- Images: 8-bit RGB, row-major, no padding ---- */
 
@@ -132,6 +150,14 @@ LUMEN_API void lumen_images_free(lumen_images* images);
 LUMEN_API lumen_status lumen_image_write_png(const lumen_image* image, const char* path, int overwrite);
 /* Reads PNG/JPEG/BMP/... as RGB; free with lumen_images_free (count 1). */
 LUMEN_API lumen_status lumen_image_read(const char* path, lumen_images** out);
+/* The same two in memory (a server's uploads and replies): the PNG's *size
+ * bytes in *data (free with lumen_free), and an image decoded from bytes.
+ * Decoding refuses (LUMEN_ERR_FILE) an image of more than max_pixels pixels
+ * before allocating it (0: the library's limit, 16384²). */
+LUMEN_API lumen_status lumen_image_encode_png(const lumen_image* image, uint8_t** data, size_t* size);
+LUMEN_API lumen_status lumen_image_decode(const void* data, size_t size, int64_t max_pixels, lumen_images** out);
+/* Frees memory the library handed out (lumen_image_encode_png's bytes). */
+LUMEN_API void lumen_free(void* p);
 
 /* ---- Generation: txt2img, img2img, inpainting ---- */
 
@@ -156,9 +182,45 @@ typedef struct lumen_generation_params {
   float strength; /* img2img: how much of the schedule is run, 0..1 (default 0.75) */
   lumen_progress_callback progress;
   void* user_data;
+
+  /* since API 2: the finer controls (the defaults leave each to the model) */
+  int clip_skip;                /* A1111 numbering: 2 = the penultimate CLIP layer; 0 or 1: the last */
+  int plain_prompt;             /* nonzero: no weighting syntax, truncated at 77 tokens (as diffusers) */
+  float eta;                    /* DDIM eta (0) */
+  int rescale_in_v_space;       /* nonzero: the CFG rescale in v-space, not on the raw model output */
+  const char* prediction_type;  /* override: "epsilon", "v_prediction", "sample"; NULL: the model's */
+  const char* timestep_spacing; /* override: "leading", "trailing", "linspace"; NULL: the model's */
+  int zero_terminal_snr;        /* -1: the model's; 0: off; 1: rescale the schedule to zero terminal SNR */
+  int karras_sigmas;            /* -1: the model's; 0: off; 1: Karras sigmas (Euler, DPM++) */
+  int original_size[2];         /* SDXL micro-conditioning {width, height}; {0, 0}: the generated size */
+  int target_size[2];           /* {width, height}; {0, 0}: the generated size */
+  int crop_top_left[2];         /* {top, left} */
+  int vae_tiling;               /* nonzero: decode in overlapping tiles (bounded memory, not exact) */
+  int vae_tile_size;            /* tile side in pixels; 0: the VAE's sample size */
+  struct lumen_generation_stats* stats; /* if not NULL, filled with where the time went */
 } lumen_generation_params;
 
-LUMEN_API lumen_generation_params lumen_generation_default_params(void);
+typedef struct lumen_generation_stats {
+  uint32_t struct_size;  /* the caller sets sizeof(lumen_generation_stats); the library writes no further */
+  double encode_seconds; /* text (and img2img image) encoding */
+  double denoise_seconds;
+  double decode_seconds;
+  int steps; /* sampler steps run */
+} lumen_generation_stats;
+
+/* As lumen_context_params_init: defaults for the first `size` bytes. */
+LUMEN_API void lumen_generation_params_init(lumen_generation_params* params, size_t size);
+static inline lumen_generation_params lumen_generation_default_params(void) {
+  lumen_generation_params p;
+  lumen_generation_params_init(&p, sizeof p);
+  return p;
+}
+
+/* Checks what can be checked without a model (sizes, steps, scales, sampler
+ * name, overrides, the prompts' length and bracket nesting), so a program can
+ * refuse bad options before the slow load. lumen_generate checks them again,
+ * and what needs the model (the prompt's token count, memory). */
+LUMEN_API lumen_status lumen_generation_validate(const lumen_generation_params* params);
 
 /* Generates batch_size images; on success *out holds them (free with lumen_images_free). */
 LUMEN_API lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* params, lumen_images** out);

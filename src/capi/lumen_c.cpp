@@ -4,6 +4,7 @@
 #include "lumen/lumen.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -26,8 +27,10 @@
 #include "pipeline/model_hash_cache.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recommended_settings.h"
+#include "prompt/prompt_parser.h"
 #include "recipe.h"
 #include "runtime.h"
+#include "samplers/scheduler.h"
 #include "trainer.h"
 
 #ifndef LUMEN_VERSION_STRING
@@ -40,6 +43,7 @@ struct lumen_context {
     lumen_adapter_kind kind;
     std::string path;
     float scale;
+    std::string summary;  // what applying it matched
     std::unique_ptr<lumen::adapters::AppliedResAdapter> resadapter;  // kind RESADAPTER
   };
   std::string model_path;
@@ -151,19 +155,47 @@ void lumen_set_threads(int n) {
   guarded(LUMEN_ERR_INVALID_ARGUMENT, [&] { lumen::set_threads(n); });
 }
 
-lumen_context_params lumen_context_default_params(void) {
+namespace {
+
+lumen_context_params context_defaults() {
   lumen_context_params p{};
   p.struct_size = sizeof p;
-  p.device = nullptr;
   p.dtype = LUMEN_DTYPE_F32;
-  p.threads = 0;
   return p;
+}
+
+lumen_generation_params generation_defaults() {
+  lumen_generation_params p{};
+  p.struct_size = sizeof p;
+  p.cfg_scale = -1;
+  p.guidance_rescale = -1;
+  p.batch_size = 1;
+  p.strength = 0.75f;
+  p.zero_terminal_snr = -1;
+  p.karras_sigmas = -1;
+  return p;
+}
+
+// The first `size` bytes of `defaults` into the caller's struct, its struct_size set to them.
+template <class T>
+void init_params(T* out, size_t size, T defaults) {
+  if (!out || size < sizeof(uint32_t)) return;
+  size = std::min(size, sizeof(T));
+  defaults.struct_size = static_cast<uint32_t>(size);
+  std::memcpy(static_cast<void*>(out), &defaults, size);
+}
+
+}  // namespace
+
+void lumen_context_params_init(lumen_context_params* params, size_t size) { init_params(params, size, context_defaults()); }
+void lumen_generation_params_init(lumen_generation_params* params, size_t size) {
+  init_params(params, size, generation_defaults());
 }
 
 lumen_status lumen_context_create(const char* model_path, const lumen_context_params* given, lumen_context** out) {
   if (!out) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_context_create: out is NULL");
   *out = nullptr;
-  lumen_context_params params = lumen_context_default_params();
+  lumen_context_params params = context_defaults();
   if (given && !read_params(given, params))
     return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_context_create: params.struct_size is not set");
   if (params.device && std::strcmp(params.device, "cpu") != 0)
@@ -176,6 +208,7 @@ lumen_status lumen_context_create(const char* model_path, const lumen_context_pa
     default: return fail(LUMEN_ERR_INVALID_ARGUMENT, "dtype: not one of LUMEN_DTYPE_F32, _BF16, _F16");
   }
   if (params.threads < 0 || params.threads > 4096) return fail(LUMEN_ERR_INVALID_ARGUMENT, "threads: must be in 0..4096");
+  if (params.config_override) load.config_override = params.config_override;
   return guarded(LUMEN_ERR_FILE, [&] {
     if (params.threads > 0) lumen::set_threads(params.threads);
     auto ctx = std::make_unique<lumen_context>();
@@ -222,22 +255,24 @@ lumen_status lumen_adapter_apply(lumen_context* ctx, lumen_adapter_kind kind, co
   if (!path || !*path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_apply: no path");
   if (!std::isfinite(scale) || std::abs(scale) > 100)
     return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string(path) + ": scale must be finite, within ±100");
-  if (kind != LUMEN_ADAPTER_LORA && kind != LUMEN_ADAPTER_RESADAPTER)
-    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_apply: kind is not LORA or RESADAPTER");
+  if (kind != LUMEN_ADAPTER_LORA && kind != LUMEN_ADAPTER_RESADAPTER && kind != LUMEN_ADAPTER_RESADAPTER_BLEND)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_apply: kind is not LORA, RESADAPTER or RESADAPTER_BLEND");
   return with_context(ctx, LUMEN_ERR_FILE, [&] {
-    if (kind == LUMEN_ADAPTER_RESADAPTER)
+    if (kind != LUMEN_ADAPTER_LORA)
       for (const auto& a : ctx->adapters)
-        if (a.kind == LUMEN_ADAPTER_RESADAPTER) throw lumen::Error(path, "a ResAdapter is applied already; remove it first");
-    lumen_context::Adapter a{ctx->next_id, kind, path, scale, nullptr};
+        if (a.kind != LUMEN_ADAPTER_LORA) throw lumen::Error(path, "a ResAdapter is applied already; remove it first");
+    lumen_context::Adapter a{ctx->next_id, kind, path, scale, "", nullptr};
     if (kind == LUMEN_ADAPTER_LORA) {
       auto file = std::make_shared<lumen::adapters::LoraFile>(lumen::adapters::read_lora_file(path));
-      ctx->loras->add(lora_name(a.id), file, scale);
+      a.summary = ctx->loras->add(lora_name(a.id), file, scale).summary();
     } else {
       // Its LoRA half runs beside the weights (not merged), so it never
       // interferes with the merged LoRAs' exact restore.
       a.resadapter = std::make_unique<lumen::adapters::AppliedResAdapter>(
           ctx->model->unet.ptr(), lumen::adapters::read_resadapter(lumen::adapters::resadapter_files(path)), scale,
-          lumen::adapters::NormMode::Replace, lumen::adapters::ApplyMode::Runtime);
+          kind == LUMEN_ADAPTER_RESADAPTER ? lumen::adapters::NormMode::Replace : lumen::adapters::NormMode::Blend,
+          lumen::adapters::ApplyMode::Runtime);
+      a.summary = a.resadapter->report().summary();
     }
     std::lock_guard<std::mutex> l(ctx->list);
     ctx->adapters.push_back(std::move(a));
@@ -286,6 +321,14 @@ lumen_status lumen_adapter_get(const lumen_context* ctx, int index, lumen_adapte
   return LUMEN_OK;
 }
 
+const char* lumen_adapter_summary(const lumen_context* ctx, int id) {
+  if (!ctx) return nullptr;
+  std::lock_guard<std::mutex> l(ctx->list);
+  for (const auto& a : ctx->adapters)
+    if (a.id == id) return a.summary.c_str();
+  return nullptr;
+}
+
 // ---- images ----
 
 void lumen_images_free(lumen_images* images) {
@@ -298,74 +341,159 @@ void lumen_images_free(lumen_images* images) {
   std::free(images);
 }
 
+namespace {
+
+// One decoded image as a lumen_images of count 1.
+lumen_images* single_image(const lumen::RgbImage& rgb) {
+  lumen_images* images = new_images(1);
+  try {
+    fill_image(images->images[0], rgb);
+  } catch (...) {
+    lumen_images_free(images);
+    throw;
+  }
+  return images;
+}
+
+std::map<std::string, std::string> png_text(const lumen_image& image) {
+  std::map<std::string, std::string> text;
+  if (image.parameters) text["parameters"] = image.parameters;
+  return text;
+}
+
+}  // namespace
+
 lumen_status lumen_image_write_png(const lumen_image* image, const char* path, int overwrite) {
   if (!image || !path || !*path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_write_png: NULL image or path");
   if (!image->pixels || image->width == 0 || image->height == 0)
     return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string(path) + ": the image has no pixels");
-  return guarded(LUMEN_ERR_FILE, [&] {
-    std::map<std::string, std::string> text;
-    if (image->parameters) text["parameters"] = image->parameters;
-    lumen::write_png(path, rgb_of(*image), text, overwrite != 0);
-  });
+  return guarded(LUMEN_ERR_FILE, [&] { lumen::write_png(path, rgb_of(*image), png_text(*image), overwrite != 0); });
 }
 
 lumen_status lumen_image_read(const char* path, lumen_images** out) {
   if (!path || !out) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_read: NULL path or out");
   *out = nullptr;
+  return guarded(LUMEN_ERR_FILE, [&] { *out = single_image(lumen::read_image(path)); });
+}
+
+lumen_status lumen_image_decode(const void* data, size_t size, int64_t max_pixels, lumen_images** out) {
+  if (!data || !out || max_pixels < 0) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_decode: NULL data or out, or max_pixels < 0");
+  *out = nullptr;
   return guarded(LUMEN_ERR_FILE, [&] {
-    const lumen::RgbImage rgb = lumen::read_image(path);
-    lumen_images* images = new_images(1);
-    try {
-      fill_image(images->images[0], rgb);
-    } catch (...) {
-      lumen_images_free(images);
-      throw;
-    }
-    *out = images;
+    *out = single_image(
+        lumen::decode_image(std::string(static_cast<const char*>(data), size), "image data", max_pixels));
   });
 }
 
-// ---- generation ----
-
-lumen_generation_params lumen_generation_default_params(void) {
-  lumen_generation_params p{};
-  p.struct_size = sizeof p;
-  p.steps = 0;
-  p.cfg_scale = -1;
-  p.guidance_rescale = -1;
-  p.batch_size = 1;
-  p.strength = 0.75f;
-  return p;
+lumen_status lumen_image_encode_png(const lumen_image* image, uint8_t** data, size_t* size) {
+  if (!image || !data || !size) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_encode_png: NULL argument");
+  *data = nullptr;
+  *size = 0;
+  if (!image->pixels || image->width == 0 || image->height == 0)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_encode_png: the image has no pixels");
+  return guarded(LUMEN_ERR_INTERNAL, [&] {
+    const std::string png = lumen::encode_png(rgb_of(*image), png_text(*image));
+    auto* bytes = static_cast<uint8_t*>(std::malloc(png.size()));
+    if (!bytes) throw std::bad_alloc();
+    std::memcpy(bytes, png.data(), png.size());
+    *data = bytes;
+    *size = png.size();
+  });
 }
 
-lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* given, lumen_images** out) {
-  if (!given || !out) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: NULL params or out");
-  *out = nullptr;
-  lumen_generation_params p = lumen_generation_default_params();
+void lumen_free(void* p) { std::free(p); }
+
+// ---- generation ----
+
+namespace {
+
+// {width, height} or {top, left} as the pipeline's {height, width} / {top, left}.
+std::array<int64_t, 2> pair_of(const int v[2], bool width_first, const char* what) {
+  if (v[0] < 0 || v[1] < 0 || v[0] > 65536 || v[1] > 65536) throw lumen::Error(what, "must be in 0..65536");
+  return width_first ? std::array<int64_t, 2>{v[1], v[0]} : std::array<int64_t, 2>{v[0], v[1]};
+}
+
+// The pipeline's options for a caller's params; `recommended` fills what
+// they leave to the model (none: the library's defaults).
+lumen::GenerationOptions options_from(const lumen_generation_params& p, const lumen::RecommendedSettings& recommended) {
+  lumen::GenerationOptions o;
+  o.prompt = p.prompt;
+  o.negative_prompt = p.negative_prompt ? p.negative_prompt : "";
+  o.sampler = p.sampler ? p.sampler : "";
+  o.steps = p.steps > 0 ? p.steps : recommended.steps.value_or(20);
+  if (p.steps < 0) o.steps = p.steps;  // refused by validate_options, with its name
+  o.cfg_scale = p.cfg_scale >= 0 || std::isnan(p.cfg_scale) ? p.cfg_scale : recommended.cfg_scale.value_or(7.0);
+  o.guidance_rescale = p.guidance_rescale >= 0 || std::isnan(p.guidance_rescale)
+                           ? p.guidance_rescale
+                           : recommended.guidance_rescale.value_or(0.0);
+  o.width = p.width;
+  o.height = p.height;
+  o.seed = p.seed;
+  o.batch_size = p.batch_size;
+  o.strength = p.strength;
+  o.encoding.clip_skip = std::max(1, p.clip_skip);
+  o.encoding.plain = p.plain_prompt != 0;
+  o.eta = p.eta;
+  o.rescale_space = p.rescale_in_v_space ? lumen::RescaleSpace::V : lumen::RescaleSpace::ModelOutput;
+  if (p.prediction_type) o.prediction_type = p.prediction_type;
+  if (p.timestep_spacing) o.timestep_spacing = p.timestep_spacing;
+  if (p.zero_terminal_snr >= 0) o.zero_terminal_snr = p.zero_terminal_snr != 0;
+  if (p.karras_sigmas >= 0) o.karras_sigmas = p.karras_sigmas != 0;
+  o.original_size = pair_of(p.original_size, true, "original_size");
+  o.target_size = pair_of(p.target_size, true, "target_size");
+  o.crop_top_left = pair_of(p.crop_top_left, false, "crop_top_left");
+  o.vae_tiling = p.vae_tiling != 0;
+  o.vae_tile_size = p.vae_tile_size;
+  if (p.init_image) o.init_image = lumen::init_image_tensor(input_rgb(*p.init_image, "init_image"));
+  if (p.mask) o.mask = lumen::mask_tensor(input_rgb(*p.mask, "mask"));
+  return o;
+}
+
+// Reads the caller's params and checks their NULL rules: LUMEN_OK, or the failure (its message set).
+lumen_status read_generation_params(const lumen_generation_params* given, lumen_generation_params& p) {
+  p = generation_defaults();
+  if (!given) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: NULL params");
   if (!read_params(given, p)) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: params.struct_size is not set");
   if (!p.prompt) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: prompt is NULL (use \"\" for none)");
   if (p.mask && !p.init_image) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: a mask needs an init_image");
+  return LUMEN_OK;
+}
+
+}  // namespace
+
+lumen_status lumen_generation_validate(const lumen_generation_params* given) {
+  lumen_generation_params p;
+  if (const lumen_status s = read_generation_params(given, p); s != LUMEN_OK) return s;
+  return guarded(LUMEN_ERR_INVALID_ARGUMENT, [&] {
+    const lumen::GenerationOptions o = options_from(p, lumen::RecommendedSettings{});
+    lumen::validate_options(o);
+    // Every SD-family VAE downsamples by 8; a model may need more (checked when generating).
+    for (auto [name, v] : {std::pair<const char*, int64_t>{"width", o.width}, {"height", o.height}})
+      if (v % 8) throw lumen::Error(name, std::to_string(v) + " is not a multiple of 8");
+    if (!o.sampler.empty()) lumen::samplers::make_scheduler(o.sampler, lumen::samplers::ScheduleConfig{});
+    if (!o.encoding.plain)  // syntax, length and nesting; the token count needs the model's tokenizer
+      for (const auto* text : {&o.prompt, &o.negative_prompt}) lumen::parse_prompt_weights(*text);
+  });
+}
+
+lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* given, lumen_images** out) {
+  if (!out) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: out is NULL");
+  *out = nullptr;
+  lumen_generation_params p;
+  if (const lumen_status s = read_generation_params(given, p); s != LUMEN_OK) return s;
   return with_context(ctx, LUMEN_ERR_INVALID_ARGUMENT, [&] {
-    lumen::GenerationOptions o;
-    o.prompt = p.prompt;
-    o.negative_prompt = p.negative_prompt ? p.negative_prompt : "";
-    o.sampler = p.sampler ? p.sampler : "";
-    o.steps = p.steps > 0 ? p.steps : ctx->recommended.steps.value_or(20);
-    o.cfg_scale = p.cfg_scale >= 0 ? p.cfg_scale : ctx->recommended.cfg_scale.value_or(7.0);
-    o.guidance_rescale = p.guidance_rescale >= 0 ? p.guidance_rescale : ctx->recommended.guidance_rescale.value_or(0.0);
-    o.width = p.width;
-    o.height = p.height;
-    o.seed = p.seed;
-    o.batch_size = p.batch_size;
-    o.strength = p.strength;
-    if (p.init_image) o.init_image = lumen::init_image_tensor(input_rgb(*p.init_image, "init_image"));
-    if (p.mask) o.mask = lumen::mask_tensor(input_rgb(*p.mask, "mask"));
+    lumen::GenerationOptions o = options_from(p, ctx->recommended);
     o.on_step = [&](int64_t step, int64_t total, const torch::Tensor&) {
       if (p.progress && p.progress(static_cast<int>(step + 1), static_cast<int>(total), p.user_data)) throw Cancelled{};
     };
     lumen::validate_options(o);
     lumen::fit_threads_to_work(lumen::estimated_unet_step_flops(*ctx->model, o));
     const lumen::GenerationResult result = ctx->pipeline->generate(o);
+    if (p.stats) {
+      lumen_generation_stats stats{p.stats->struct_size, result.times.encode, result.times.denoise, result.times.decode,
+                                   static_cast<int>(result.times.steps)};
+      std::memcpy(static_cast<void*>(p.stats), &stats, std::min<size_t>(p.stats->struct_size, sizeof stats));
+    }
 
     lumen::GenerationOptions made = o;  // the size made, for the parameters text
     made.height = result.images.size(1);

@@ -1,28 +1,23 @@
-// `lumen txt2img` and `lumen img2img`: options → GenerationOptions → PNGs
-// with A1111-style parameters.
+// `lumen txt2img` and `lumen img2img`: options → the C API's generation
+// params → PNGs with A1111-style parameters. The CLI generates through the
+// same public API an app links (include/lumen/lumen.hpp).
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <set>
 #include <iostream>
+#include <optional>
 
 #include "cli/adapter_options.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "error.h"
 #include "io/atomic_file.h"
-#include "io/image_io.h"
-#include "io/image_tensor.h"
-#include "model/model_loader.h"
+#include "lumen/lumen.hpp"
 #include "perf/process_memory.h"
 #include "perf/stopwatch.h"
-#include "pipeline/infotext.h"
-#include "pipeline/model_hash_cache.h"
-#include "pipeline/pipeline.h"
-#include "pipeline/recommended_settings.h"
 #include "runtime.h"
-#include "samplers/scheduler.h"
 
 namespace lumen::cli {
 namespace {
@@ -43,36 +38,29 @@ struct GenerateArgs {
   std::set<std::string> given;  // options set on the command line (a model's own defaults yield to them)
 };
 
-// The model's recommended settings (pipeline/recommended_settings.h) for the
-// options the command line did not give.
-void apply_model_defaults(const std::string& model_path, GenerateArgs& a) {
-  const RecommendedSettings r = read_recommended_settings(model_path);
-  if (!a.given.count("steps")) a.steps = r.steps.value_or(a.steps);
-  if (!a.given.count("cfg-scale")) a.cfg_scale = r.cfg_scale.value_or(a.cfg_scale);
-  if (!a.given.count("guidance-rescale")) a.guidance_rescale = r.guidance_rescale.value_or(a.guidance_rescale);
-}
-
 void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("-m,--model", a.model, "diffusers folder or .safetensors checkpoint (default: the embedded model)");
   cmd->add_option("--config", a.config, "YAML/JSON overriding detected model config fields");
   cmd->add_option("-p,--prompt", a.prompt, "prompt (A1111 syntax: (word:1.2), [word], BREAK)");
   cmd->add_option("-n,--negative-prompt", a.negative_prompt, "negative prompt");
   cmd->add_option("--sampler", a.sampler, "sampler (default: the model's scheduler)");
-  cmd->add_option("--steps", a.steps, "sampling steps")->capture_default_str();
-  cmd->add_option("--cfg-scale", a.cfg_scale, "classifier-free guidance scale")->capture_default_str();
-  cmd->add_option("--guidance-rescale", a.guidance_rescale, "CFG rescale phi (Lin et al. 2023), 0..1")->capture_default_str();
+  cmd->add_option("--steps", a.steps, "sampling steps (default: the model's, else 20)")->check(CLI::Range(1, 100000));
+  cmd->add_option("--cfg-scale", a.cfg_scale, "classifier-free guidance scale (default: the model's, else 7)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--guidance-rescale", a.guidance_rescale, "CFG rescale phi (Lin et al. 2023), 0..1 (default: the model's, else 0)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--rescale-space", a.rescale_space, "apply the rescale to the raw model output (model) or in v-space (v)")
       ->check(CLI::IsMember({"model", "v"}))
       ->capture_default_str();
-  cmd->add_option("-W,--width", a.width, "width in pixels (default: the model's)");
-  cmd->add_option("-H,--height", a.height, "height in pixels (default: the model's)");
+  cmd->add_option("-W,--width", a.width, "width in pixels (default: the model's)")->check(CLI::Range(0, 65536));
+  cmd->add_option("-H,--height", a.height, "height in pixels (default: the model's)")->check(CLI::Range(0, 65536));
   cmd->add_option("-s,--seed", a.seed, "seed; image i of a batch uses seed+i")
       ->check(seed_check())
       ->capture_default_str();
   cmd->add_option("-b,--batch-count", a.batch_count, "number of batches")->capture_default_str();
-  cmd->add_option("--batch-size", a.batch_size, "images per batch")->capture_default_str();
+  cmd->add_option("--batch-size", a.batch_size, "images per batch")->check(CLI::Range(1, 4096))->capture_default_str();
   cmd->add_option("-o,--output", a.output, "PNG file, or a folder for several images")->capture_default_str();
-  cmd->add_option("--clip-skip", a.clip_skip, "A1111 numbering: 2 = penultimate layer")->capture_default_str();
+  cmd->add_option("--clip-skip", a.clip_skip, "A1111 numbering: 2 = penultimate layer")->check(CLI::Range(1, 1000))->capture_default_str();
   cmd->add_option("--prediction-type", a.prediction_type, "override: epsilon, v_prediction, sample");
   cmd->add_option("--spacing", a.spacing, "override timestep spacing: leading, trailing, linspace");
   cmd->add_flag("--zero-snr", a.zero_snr, "rescale the schedule to zero terminal SNR");
@@ -99,29 +87,31 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_flag("-v,--verbose", a.verbose, "print where the time went: load, hash, text encoding, each step, decoding, writing");
 }
 
-torch::Dtype parse_dtype(const GenerateArgs& a) {
-  if (a.device == "cuda" && !torch::cuda::is_available())
-    throw Error("--device cuda", "no CUDA device (or this LibTorch is built without CUDA)");
+// The C API's dtype for --dtype/--device; bf16 without AVX-512 warns.
+lumen_dtype parse_dtype(const GenerateArgs& a) {
   if (a.device == "cuda") throw Error("--device cuda", "CUDA generation is not implemented yet");
   if (a.dtype == "bf16") {
     if (!cpu_runs_bf16_fast())
       std::cerr << "warning: this CPU has no AVX-512: bf16 runs emulated, many times slower than f32 "
                    "(lumen bench shows the machine's rates)\n";
-    return torch::kBFloat16;
+    return LUMEN_DTYPE_BF16;
   }
   if (a.dtype == "f16") throw Error("--dtype f16", "float16 is for CUDA; on CPU use bf16 or f32");
-  return torch::kFloat;
+  return LUMEN_DTYPE_F32;
 }
 
-// "1024x768" (width x height) → {height, width}; "32,16" (top,left) → {32, 16}.
-std::array<int64_t, 2> parse_pair(const std::string& text, char separator, bool width_first, const std::string& option) {
+// "1024x768" → {1024, 768} (width, height); "32,16" → {32, 16} (top, left).
+void parse_pair(const std::string& text, char separator, const std::string& option, int out[2]) {
   const auto at = text.find(separator);
   try {
     size_t used_a = 0, used_b = 0;
     const std::string first = text.substr(0, at), second = at == std::string::npos ? "" : text.substr(at + 1);
     const long long x = std::stoll(first, &used_a), y = std::stoll(second, &used_b);
-    if (used_a == first.size() && used_b == second.size() && x >= 0 && y >= 0 && x <= 65536 && y <= 65536)
-      return width_first ? std::array<int64_t, 2>{y, x} : std::array<int64_t, 2>{x, y};
+    if (used_a == first.size() && used_b == second.size() && x >= 0 && y >= 0 && x <= 65536 && y <= 65536) {
+      out[0] = static_cast<int>(x);
+      out[1] = static_cast<int>(y);
+      return;
+    }
   } catch (const std::exception&) {
   }
   throw Error(option + " " + text, std::string("expected two non-negative integers separated by '") + separator + "'");
@@ -167,47 +157,70 @@ std::string seconds_text(double s) {
   return buf;
 }
 
+// The command line as the C API's generation params; options not given stay
+// the model's (its lumen_generation.json).
+lumen::GenerationParams generation_params(const GenerateArgs& a) {
+  lumen::GenerationParams p;
+  p.prompt = a.prompt;
+  p.negative_prompt = a.negative_prompt;
+  p.sampler = a.sampler;
+  p.steps = a.given.count("steps") ? static_cast<int>(a.steps) : 0;
+  p.cfg_scale = a.given.count("cfg-scale") ? static_cast<float>(a.cfg_scale) : -1.0f;
+  p.guidance_rescale = a.given.count("guidance-rescale") ? static_cast<float>(a.guidance_rescale) : -1.0f;
+  p.rescale_in_v_space = a.rescale_space == "v";
+  p.width = static_cast<int>(a.width);
+  p.height = static_cast<int>(a.height);
+  p.batch_size = static_cast<int>(a.batch_size);
+  p.clip_skip = a.clip_skip;
+  p.plain_prompt = a.plain_prompt;
+  p.eta = static_cast<float>(a.eta);
+  p.strength = static_cast<float>(a.strength);
+  p.vae_tiling = a.vae_tiling;
+  p.vae_tile_size = static_cast<int>(a.vae_tile_size);
+  p.prediction_type = a.prediction_type;
+  p.timestep_spacing = a.spacing;
+  if (a.zero_snr) p.zero_terminal_snr = 1;
+  if (a.no_zero_snr) p.zero_terminal_snr = 0;
+  if (a.karras) p.karras_sigmas = 1;
+  if (!a.original_size.empty()) parse_pair(a.original_size, 'x', "--original-size", p.original_size);
+  if (!a.target_size.empty()) parse_pair(a.target_size, 'x', "--target-size", p.target_size);
+  if (!a.crop_top_left.empty()) parse_pair(a.crop_top_left, ',', "--crop-top-left", p.crop_top_left);
+  return p;
+}
+
+// Applies --lora and --resadapter to the context, a line each on stderr.
+void apply_adapters(const AdapterOptions& options, lumen::Context& ctx) {
+  for (const auto& spec : options.loras) {
+    const auto [file, scale] = split_adapter_scale(spec, "--lora");
+    std::cerr << "lora " << ctx.adapter_summary(ctx.apply_lora(file, static_cast<float>(scale))) << "\n";
+  }
+  if (!options.resadapter.empty()) {
+    const auto [path, scale] = split_adapter_scale(options.resadapter, "--resadapter");
+    const int id = ctx.apply_resadapter(path, static_cast<float>(scale), options.resadapter_blend);
+    std::cerr << "resadapter " << ctx.adapter_summary(id) << "\n";
+  }
+}
+
+// A client of the C API (include/lumen/lumen.hpp), as any app.
 int run_generate(GenerateArgs& a, bool img2img) {
   if (a.batch_count <= 0 || a.batch_count > 10000) throw Error("--batch-count", "must be in 1..10000");
   if (a.zero_snr && a.no_zero_snr) throw Error("--zero-snr", "conflicts with --no-zero-snr");
-  LoadOptions load;
-  load.config_override = a.config;
-  load.dtype = parse_dtype(a);
+  lumen_context_params context = lumen_context_default_params();
+  context.dtype = parse_dtype(a);
+  context.config_override = a.config.empty() ? nullptr : a.config.c_str();
   const std::string path = model_path(a);
-  apply_model_defaults(path, a);
-  // Check the sampler name before the (slow) load.
-  if (!a.sampler.empty()) samplers::make_scheduler(a.sampler, samplers::ScheduleConfig{});
 
-  GenerationOptions o;
-  o.prompt = a.prompt;
-  o.negative_prompt = a.negative_prompt;
-  o.sampler = a.sampler;
-  o.steps = a.steps;
-  o.cfg_scale = a.cfg_scale;
-  o.guidance_rescale = a.guidance_rescale;
-  o.rescale_space = a.rescale_space == "v" ? RescaleSpace::V : RescaleSpace::ModelOutput;
-  o.width = a.width;
-  o.height = a.height;
-  o.batch_size = a.batch_size;
-  o.encoding.clip_skip = a.clip_skip;
-  o.encoding.plain = a.plain_prompt;
-  o.eta = a.eta;
-  o.strength = a.strength;
-  o.vae_tiling = a.vae_tiling;
-  o.vae_tile_size = a.vae_tile_size;
-  if (!a.prediction_type.empty()) o.prediction_type = a.prediction_type;
-  if (!a.spacing.empty()) o.timestep_spacing = a.spacing;
-  if (a.zero_snr) o.zero_terminal_snr = true;
-  if (a.no_zero_snr) o.zero_terminal_snr = false;
-  if (a.karras) o.karras_sigmas = true;
-  if (!a.original_size.empty()) o.original_size = parse_pair(a.original_size, 'x', true, "--original-size");
-  if (!a.target_size.empty()) o.target_size = parse_pair(a.target_size, 'x', true, "--target-size");
-  if (!a.crop_top_left.empty()) o.crop_top_left = parse_pair(a.crop_top_left, ',', false, "--crop-top-left");
+  lumen::GenerationParams p = generation_params(a);
+  std::optional<lumen::Images> init, mask;
   if (img2img) {
-    o.init_image = init_image_tensor(read_image(a.init_image));
-    if (!a.mask.empty()) o.mask = mask_tensor(read_image(a.mask));
+    init = lumen::Images::read(a.init_image);
+    p.init_image = &(*init)[0];
+    if (!a.mask.empty()) {
+      mask = lumen::Images::read(a.mask);
+      p.mask = &(*mask)[0];
+    }
   }
-  validate_options(o);
+  p.validate();  // before the slow load
 
   const int64_t total = a.batch_count * a.batch_size;
   // Fail on existing outputs before spending minutes on loading and generation.
@@ -219,43 +232,30 @@ int run_generate(GenerateArgs& a, bool img2img) {
   auto report = [&](const std::string& what) {
     if (a.verbose) std::cerr << "time: " << what << "\n";
   };
-  auto model = std::make_shared<LoadedModel>(load_model(path, load));
-  merge_adapters(a.adapters, *model, std::cerr);
-  Pipeline pipeline(model);
-  if (fit_threads_to_work(estimated_unet_step_flops(*model, o)) && a.verbose)
-    std::cerr << "threads: 1 (a small model; --threads overrides)\n";
+  lumen::Context ctx(path, context);
+  apply_adapters(a.adapters, ctx);
   report("load " + seconds_text(clock.lap()));
 
-  InfotextFields fields;
-  fields.sampler = !a.sampler.empty() ? a.sampler : pipeline.scheduler_config().value("_class_name", "");
-  fields.model_name = std::filesystem::path(path).filename().string();
-  if (!std::filesystem::is_directory(path)) {
-    fields.model_hash = cached_short_file_hash(path);
-    report("model hash " + seconds_text(clock.lap()));
-  }
-
   ProgressBar bar(img2img ? "img2img" : "txt2img");
+  lumen_generation_stats stats{};
+  stats.struct_size = sizeof stats;
+  p.stats = &stats;
   int64_t written = 0;
   for (int64_t b = 0; b < a.batch_count; ++b) {
-    o.seed = a.seed + static_cast<uint64_t>(b * a.batch_size);
-    o.on_step = [&](int64_t step, int64_t steps, const torch::Tensor&) {
-      bar.update(b * steps + step + 1, a.batch_count * steps);
+    p.seed = a.seed + static_cast<uint64_t>(b * a.batch_size);
+    p.progress = [&](int step, int steps) {
+      bar.update(b * steps + step, a.batch_count * steps);
+      return true;
     };
     clock.lap();
-    auto result = pipeline.generate(o);
-    const auto& t = result.times;
-    report("batch " + std::to_string(b + 1) + ": text encoding " + seconds_text(t.encode) + ", " +
-           std::to_string(t.steps) + " steps " + seconds_text(t.denoise) +
-           (t.steps > 0 ? " (" + seconds_text(t.denoise / static_cast<double>(t.steps)) + " a step)" : "") +
-           ", decoding " + seconds_text(t.decode) + ", in all " + seconds_text(clock.lap()));
-    GenerationOptions made = o;  // the size actually made, for the parameters text (o may say 0 = default)
-    made.height = result.images.size(1);
-    made.width = result.images.size(2);
-    for (int64_t i = 0; i < result.images.size(0); ++i) {
-      fields.seed = result.seeds[static_cast<size_t>(i)];
-      const std::string file = output_path(a, written, total, fields.seed);
-      write_png(file, rgb_from_tensor(result.images[i]), {{"parameters", format_infotext(made, a.prompt, a.negative_prompt, fields)}},
-                a.overwrite);
+    const lumen::Images images = ctx.generate(p);
+    report("batch " + std::to_string(b + 1) + ": text encoding " + seconds_text(stats.encode_seconds) + ", " +
+           std::to_string(stats.steps) + " steps " + seconds_text(stats.denoise_seconds) +
+           (stats.steps > 0 ? " (" + seconds_text(stats.denoise_seconds / stats.steps) + " a step)" : "") +
+           ", decoding " + seconds_text(stats.decode_seconds) + ", in all " + seconds_text(clock.lap()));
+    for (size_t i = 0; i < images.size(); ++i) {
+      const std::string file = output_path(a, written, total, images[i].seed);
+      images.write_png(i, file, a.overwrite);
       std::cout << file << "\n";
       ++written;
     }

@@ -16,6 +16,7 @@ Runner add_convert_command(CLI::App& app);
 Runner add_train_command(CLI::App& app);
 Runner add_feedback_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
+Runner add_serve_command(CLI::App& app);
 
 // A seed option's check: a whole number from 0 to 2^64 − 1 (CLI11 would wrap −1).
 inline CLI::Validator seed_check() {

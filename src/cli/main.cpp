@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
       lumen::cli::add_train_command(app),
       lumen::cli::add_feedback_command(app),
       lumen::cli::add_bench_command(app),
+      lumen::cli::add_serve_command(app),
   };
   try {
     app.parse(argc, argv);

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <memory>
 
 #include "error.h"
@@ -24,13 +25,10 @@ void png_error_to_exception(png_structp png, png_const_charp message) {
 
 }  // namespace
 
-void write_png(const std::string& path, const RgbImage& image, const std::map<std::string, std::string>& text,
-               bool overwrite) {
-  if (!overwrite && std::filesystem::exists(path))
-    throw Error(path, "already exists (use --overwrite to replace it)");
+std::string encode_png(const RgbImage& image, const std::map<std::string, std::string>& text) {
   if (image.width <= 0 || image.height <= 0 ||
       image.pixels.size() != static_cast<size_t>(image.width) * image.height * 3)
-    throw Error(path, "image buffer does not match its size");
+    throw Error("png", "image buffer does not match its size");
   std::string encoded;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, png_error_to_exception, nullptr);
   png_infop info = png_create_info_struct(png);
@@ -57,11 +55,24 @@ void write_png(const std::string& path, const RgbImage& image, const std::map<st
     for (int y = 0; y < image.height; ++y)
       png_write_row(png, const_cast<png_bytep>(image.pixels.data() + static_cast<size_t>(y) * image.width * 3));
     png_write_end(png, info);
-  } catch (const Error& e) {
+  } catch (...) {
     png_destroy_write_struct(&png, &info);
-    throw Error(path, e.what());
+    throw;
   }
   png_destroy_write_struct(&png, &info);
+  return encoded;
+}
+
+void write_png(const std::string& path, const RgbImage& image, const std::map<std::string, std::string>& text,
+               bool overwrite) {
+  if (!overwrite && std::filesystem::exists(path))
+    throw Error(path, "already exists (use --overwrite to replace it)");
+  std::string encoded;
+  try {
+    encoded = encode_png(image, text);
+  } catch (const Error& e) {
+    throw Error(path, e.what());
+  }
   write_text_atomically(path, encoded);
 }
 
@@ -75,17 +86,28 @@ std::pair<int, int> image_dimensions(const std::string& path) {
   return {w, h};
 }
 
-RgbImage read_image(const std::string& path) {
-  auto [w, h] = image_dimensions(path);
-  int channels = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> data(stbi_load(path.c_str(), &w, &h, &channels, 3), stbi_image_free);
-  if (!data) throw Error(path, std::string("cannot decode: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
+RgbImage decode_image(const std::string& bytes, const std::string& what, int64_t max_pixels) {
+  if (max_pixels <= 0 || max_pixels > kMaxPixels) max_pixels = kMaxPixels;
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw Error(what, "image data too large");
+  const int size = static_cast<int>(bytes.size());
+  int w = 0, h = 0, channels = 0;
+  if (!stbi_info_from_memory(data, size, &w, &h, &channels))
+    throw Error(what, std::string("not a readable image: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
+  if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > max_pixels)
+    throw Error(what, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is over the limit of " +
+                          std::to_string(max_pixels) + " pixels");
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, size, &w, &h, &channels, 3),
+                                                   stbi_image_free);
+  if (!pixels) throw Error(what, std::string("cannot decode: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
   RgbImage img;
   img.width = w;
   img.height = h;
-  img.pixels.assign(data.get(), data.get() + static_cast<size_t>(w) * h * 3);
+  img.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * h * 3);
   return img;
 }
+
+RgbImage read_image(const std::string& path) { return decode_image(read_text_file(path), path); }
 
 std::map<std::string, std::string> read_png_text(const std::string& path) {
   require_regular_file(path);

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "io/mmap_file.h"
+#include "samplers/a1111_names.h"
 
 namespace lumen {
 
@@ -16,7 +17,7 @@ std::string format_infotext(const GenerationOptions& o, const std::string& promp
   std::ostringstream s;
   s << prompt << "\n";
   if (!negative.empty()) s << "Negative prompt: " << negative << "\n";
-  s << "Steps: " << o.steps << ", Sampler: " << f.sampler << ", CFG scale: " << o.cfg_scale << ", Seed: " << f.seed
+  s << "Steps: " << o.steps << ", Sampler: " << samplers::a1111_sampler_name(f.sampler) << ", CFG scale: " << o.cfg_scale << ", Seed: " << f.seed
     << ", Size: " << o.width << "x" << o.height;
   if (!f.model_hash.empty()) s << ", Model hash: " << f.model_hash;
   if (!f.model_name.empty()) s << ", Model: " << f.model_name;

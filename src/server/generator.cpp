@@ -1,0 +1,151 @@
+#include "server/generator.h"
+
+#include <random>
+
+#include "server/api_error.h"
+#include "server/base64.h"
+
+namespace lumen::server {
+namespace {
+
+ApiError api_error(const lumen::Exception& e) {
+  switch (e.status()) {
+    case LUMEN_ERR_INVALID_ARGUMENT:
+    case LUMEN_ERR_FILE: return ApiError(422, "invalid request", e.what());
+    case LUMEN_ERR_OUT_OF_MEMORY: return ApiError(507, "out of memory", e.what());
+    default: return ApiError(500, "internal error", e.what());
+  }
+}
+
+uint64_t random_seed() {
+  std::random_device device;
+  return device();  // 32 bits, as A1111's random seeds
+}
+
+std::shared_ptr<const lumen::Images> decode_upload(const std::string& bytes, const char* name, int64_t max_pixels) {
+  if (bytes.empty()) return nullptr;
+  try {
+    return std::make_shared<const lumen::Images>(lumen::Images::decode(bytes, max_pixels));
+  } catch (const lumen::Exception& e) {
+    throw ApiError(422, "invalid request", std::string(name) + ": " + e.what());
+  }
+}
+
+}  // namespace
+
+void decode_uploads(GenerationRequest& request, int64_t max_pixels) {
+  request.init_image = decode_upload(request.init_image_bytes, "init_images[0]", max_pixels);
+  request.mask = decode_upload(request.mask_bytes, "mask", max_pixels);
+}
+
+Generator::Generator(const ModelRegistry& registry, int threads) : registry_(registry), threads_(threads) {}
+
+void Generator::load(const std::string& name) {
+  const auto entry = registry_.find_model(name);
+  if (!entry) throw ApiError(404, "not found", "model '" + name + "' not found (GET /sdapi/v1/sd-models lists them)");
+  if (context_ && entry->title == loaded_title()) return;
+  lumen_context_params params = lumen_context_default_params();
+  params.threads = threads_;
+  context_.reset();  // one model in memory at a time
+  loras_.clear();
+  {
+    std::lock_guard<std::mutex> lock(title_mutex_);
+    title_.clear();
+  }
+  try {
+    context_.emplace(entry->path, params);
+  } catch (const lumen::Exception& e) {
+    throw ApiError(422, "invalid model", e.what());
+  }
+  std::lock_guard<std::mutex> lock(title_mutex_);
+  title_ = entry->title;
+}
+
+std::string Generator::loaded_title() const {
+  std::lock_guard<std::mutex> lock(title_mutex_);
+  return title_;
+}
+
+void Generator::apply_loras(const std::vector<LoraTag>& tags) {
+  std::map<std::string, float> wanted;  // by path; a LoRA named twice adds up, as in A1111
+  for (const auto& tag : tags) {
+    const auto entry = registry_.find_lora(tag.name);
+    if (!entry) throw ApiError(404, "not found", "LoRA '" + tag.name + "' not found (GET /sdapi/v1/loras lists them)");
+    wanted[entry->path] += tag.weight;
+  }
+  try {
+    for (auto it = loras_.begin(); it != loras_.end();) {
+      if (wanted.count(it->first)) {
+        ++it;
+        continue;
+      }
+      context_->remove_adapter(it->second.id);
+      it = loras_.erase(it);
+    }
+    for (const auto& [path, weight] : wanted) {
+      auto it = loras_.find(path);
+      if (it == loras_.end()) {
+        const int id = context_->apply_lora(path, weight);  // throws before any entry is made
+        loras_[path] = {id, weight};
+      } else if (it->second.weight != weight) {
+        context_->set_adapter_scale(it->second.id, weight);
+        it->second.weight = weight;
+      }
+    }
+  } catch (const lumen::Exception& e) {
+    throw api_error(e);
+  }
+}
+
+GenerationOutcome Generator::generate(const GenerationRequest& request, JobControl& control) {
+  GenerationOutcome out;
+  if (control.cancelled()) {  // cancelled while it waited: nothing to load or apply
+    out.interrupted = true;
+    return out;
+  }
+  if (!request.checkpoint.empty()) load(request.checkpoint);
+  if (!context_) load(ModelRegistry::kDefaultTitle);
+  apply_loras(request.loras);
+
+  out.first_seed = request.seed >= 0 ? static_cast<uint64_t>(request.seed) : random_seed();
+  for (int iteration = 0; iteration < request.n_iter; ++iteration) {
+    if (control.cancelled()) {
+      out.interrupted = true;
+      break;
+    }
+    lumen::GenerationParams p;
+    p.prompt = request.prompt;
+    p.negative_prompt = request.negative_prompt;
+    p.sampler = request.sampler;
+    p.steps = request.steps.value_or(0);
+    p.cfg_scale = request.cfg_scale.value_or(-1);
+    p.guidance_rescale = request.guidance_rescale.value_or(-1);
+    p.width = request.width.value_or(0);
+    p.height = request.height.value_or(0);
+    p.seed = out.first_seed + static_cast<uint64_t>(iteration) * static_cast<uint64_t>(request.batch_size);
+    p.batch_size = request.batch_size;
+    if (request.init_image) p.init_image = &(*request.init_image)[0];
+    if (request.mask) p.mask = &(*request.mask)[0];
+    p.strength = request.denoising_strength;
+    p.progress = [&](int step, int total) {
+      control.report(iteration, request.n_iter, step, total);
+      return !control.cancelled();
+    };
+    control.report(iteration, request.n_iter, 0, 0);
+    try {
+      const lumen::Images images = context_->generate(p);
+      for (size_t i = 0; i < images.size(); ++i) {
+        out.png_base64.push_back(base64_encode(images.png(i)));
+        out.infotexts.push_back(images[i].parameters ? images[i].parameters : "");
+        out.seeds.push_back(images[i].seed);
+      }
+    } catch (const lumen::Exception& e) {
+      if (e.status() != LUMEN_ERR_CANCELLED) throw api_error(e);
+      out.interrupted = true;
+      break;
+    }
+  }
+  return out;
+}
+
+}  // namespace lumen::server

@@ -1,0 +1,307 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "samplers/a1111_names.h"
+#include "server/api_error.h"
+#include "server/generator.h"
+#include "server/job_queue.h"
+#include "server/model_registry.h"
+
+namespace lumen::server {
+namespace {
+
+using nlohmann::json;
+
+// Spare handler threads beside those a full queue holds waiting: progress,
+// interrupt and the 429s must still be answered then.
+constexpr size_t kSpareHandlers = 8;
+
+void send_json(httplib::Response& res, const json& body, int status = 200) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& kind, const std::string& detail) {
+  send_json(res, {{"error", kind}, {"detail", detail}}, status);
+}
+
+json parse_body(const httplib::Request& req) {
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) throw ApiError(400, "malformed JSON", "the request body is not valid JSON");
+  return body;
+}
+
+std::string string_or(const json& body, const char* name) {
+  const auto it = body.find(name);
+  return it != body.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::string read_page(const std::string& path) {
+  if (path.empty()) return "<!doctype html><title>Lumen</title><p>The web page is not installed.";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot read the web page");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string timestamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d%H%M%S", &tm);
+  return buf;
+}
+
+// httplib listens with a backlog of 5: a burst of clients would see resets.
+// Listening again on the bound socket widens it (Linux allows that).
+class HttpServer : public httplib::Server {
+ public:
+  void widen_backlog(int backlog) {
+    if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, backlog);
+  }
+};
+
+}  // namespace
+
+struct Server::State {
+  explicit State(ServerOptions o)
+      : options(std::move(o)),
+        registry(options.models_dir, options.lora_dir),
+        generator(registry, options.threads),
+        queue(options.queue_size),
+        page(read_page(options.web_page)) {}
+
+  ServerOptions options;
+  ModelRegistry registry;
+  Generator generator;
+  JobQueue queue;
+  std::string page;
+  HttpServer http;
+
+  void routes();
+  bool authorized(const httplib::Request& req) const;
+  void generate(const httplib::Request& req, httplib::Response& res, bool img2img);
+  // Runs `work` as a queued job; 429 / 503 when it cannot be queued.
+  void run_job(const std::string& kind, const std::function<void(JobControl&)>& work);
+};
+
+bool Server::State::authorized(const httplib::Request& req) const {
+  if (options.auth.open()) return true;
+  // With an API key the page itself is public: it asks for the key.
+  if (!options.auth.basic_mode() && req.path.rfind("/sdapi/", 0) != 0) return true;
+  return options.auth.allows(req.get_header_value("Authorization"));
+}
+
+void Server::State::run_job(const std::string& kind, const std::function<void(JobControl&)>& work) {
+  switch (queue.run(kind, work)) {
+    case JobQueue::Admission::Ran: return;
+    case JobQueue::Admission::Full:
+      throw ApiError(429, "queue full", "the job queue is full (" + std::to_string(options.queue_size) +
+                                            " waiting); try again later");
+    case JobQueue::Admission::Closed: throw ApiError(503, "shutting down", "the server is shutting down");
+  }
+}
+
+void Server::State::generate(const httplib::Request& req, httplib::Response& res, bool img2img) {
+  json body = parse_body(req);
+  GenerationRequest request = parse_generation_request(body, img2img, options.limits);
+  decode_uploads(request, options.limits.max_pixels);
+  GenerationOutcome outcome;
+  std::optional<ApiError> error;
+  bool shutting_down = false;
+  run_job(img2img ? "img2img" : "txt2img", [&](JobControl& control) {
+    try {
+      outcome = generator.generate(request, control);
+    } catch (const ApiError& e) {
+      error = e;
+    } catch (const std::exception& e) {
+      error = ApiError(500, "internal error", e.what());
+    }
+    shutting_down = control.shutting_down();
+  });
+  if (error) throw *error;
+  if (outcome.interrupted && shutting_down)
+    throw ApiError(503, "shutting down", "the server is shutting down; the job was cancelled");
+
+  const size_t n = outcome.seeds.size();
+  const std::string prompt = string_or(body, "prompt");
+  const std::string negative = string_or(body, "negative_prompt");
+  json info = {{"prompt", prompt},
+               {"all_prompts", json::array()},
+               {"negative_prompt", negative},
+               {"all_negative_prompts", json::array()},
+               {"seed", outcome.first_seed},
+               {"all_seeds", outcome.seeds},
+               {"subseed", -1},
+               {"all_subseeds", json::array()},
+               {"batch_size", request.batch_size},
+               {"sd_model_name", generator.loaded_title()},
+               {"sampler_name", request.sampler.empty() ? json() : json(samplers::a1111_sampler_name(request.sampler))},
+               {"infotexts", outcome.infotexts},
+               {"job_timestamp", timestamp()},
+               {"interrupted", outcome.interrupted}};
+  for (size_t i = 0; i < n; ++i) {
+    info["all_prompts"].push_back(prompt);
+    info["all_negative_prompts"].push_back(negative);
+    info["all_subseeds"].push_back(-1);
+  }
+  // A1111 echoes the request without its images.
+  if (img2img) {
+    body["init_images"] = nullptr;
+    body["mask"] = nullptr;
+  }
+  send_json(res, {{"images", outcome.png_base64}, {"parameters", body}, {"info", info.dump()}});
+}
+
+void Server::State::routes() {
+  http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'");
+    res.set_content(page, "text/html; charset=utf-8");
+  });
+  http.Post("/sdapi/v1/txt2img", [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); });
+  http.Post("/sdapi/v1/img2img", [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); });
+  http.Get("/sdapi/v1/progress", [this](const httplib::Request&, httplib::Response& res) {
+    const JobProgress p = queue.progress();
+    const double eta = p.fraction > 0 ? p.elapsed_seconds / p.fraction - p.elapsed_seconds : 0;
+    send_json(res, {{"progress", p.fraction},
+                    {"eta_relative", eta},
+                    {"state",
+                     {{"skipped", false},
+                      {"interrupted", p.interrupted},
+                      {"job", p.job},
+                      {"job_count", p.job_count},
+                      {"job_timestamp", "0"},
+                      {"job_no", p.job_no},
+                      {"sampling_step", p.step},
+                      {"sampling_steps", p.steps},
+                      {"queued", p.queued}}},
+                    {"current_image", nullptr},
+                    {"textinfo", nullptr}});
+  });
+  http.Post("/sdapi/v1/interrupt", [this](const httplib::Request&, httplib::Response& res) {
+    queue.interrupt();
+    send_json(res, json::object());
+  });
+  http.Get("/sdapi/v1/options", [this](const httplib::Request&, httplib::Response& res) {
+    send_json(res, {{"sd_model_checkpoint", generator.loaded_title()}, {"samples_format", "png"}});
+  });
+  http.Post("/sdapi/v1/options", [this](const httplib::Request& req, httplib::Response& res) {
+    const json body = parse_body(req);
+    if (!body.is_object()) throw ApiError(422, "invalid request", "the body must be a JSON object");
+    const auto it = body.find("sd_model_checkpoint");
+    if (it != body.end() && !it->is_null()) {
+      if (!it->is_string()) throw ApiError(422, "invalid request", "sd_model_checkpoint: must be a string");
+      const std::string name = it->get<std::string>();
+      if (!registry.find_model(name))
+        throw ApiError(404, "not found", "model '" + name + "' not found (GET /sdapi/v1/sd-models lists them)");
+      std::optional<ApiError> error;
+      run_job("load model", [&](JobControl&) {
+        try {
+          generator.load(name);
+        } catch (const ApiError& e) {
+          error = e;
+        }
+      });
+      if (error) throw *error;
+    }
+    send_json(res, json::object());  // other options are A1111's UI settings: ignored
+  });
+  http.Get("/sdapi/v1/sd-models", [this](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& m : registry.models())
+      out.push_back({{"title", m.title},
+                     {"model_name", m.model_name},
+                     {"hash", nullptr},
+                     {"sha256", nullptr},
+                     {"filename", m.path.empty() ? "(embedded)" : m.path},
+                     {"config", nullptr}});
+    send_json(res, out);
+  });
+  http.Get("/sdapi/v1/samplers", [](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& s : samplers::a1111_samplers()) out.push_back({{"name", s.a1111}, {"aliases", s.aliases}, {"options", json::object()}});
+    send_json(res, out);
+  });
+  http.Get("/sdapi/v1/loras", [this](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& l : registry.loras())
+      out.push_back({{"name", l.name}, {"alias", l.name}, {"path", l.path}, {"metadata", json::object()}});
+    send_json(res, out);
+  });
+  http.Post("/sdapi/v1/refresh-checkpoints", [this](const httplib::Request&, httplib::Response& res) {
+    registry.refresh_models();
+    send_json(res, json::object());
+  });
+  http.Post("/sdapi/v1/refresh-loras", [this](const httplib::Request&, httplib::Response& res) {
+    registry.refresh_loras();
+    send_json(res, json::object());
+  });
+}
+
+Server::Server(ServerOptions options) : state_(std::make_unique<State>(std::move(options))) {
+  State& s = *state_;
+  s.generator.load(s.options.model.empty() ? ModelRegistry::kDefaultTitle : s.options.model);
+  const size_t handlers = s.options.queue_size + 1 + kSpareHandlers;
+  s.http.new_task_queue = [handlers] { return new httplib::ThreadPool(handlers); };
+  s.http.set_payload_max_length(s.options.limits.max_body_bytes);
+  s.http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
+    if (s.authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("WWW-Authenticate", s.options.auth.challenge());
+    send_error(res, 401, "unauthorized", "missing or wrong credentials");
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  s.http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const ApiError& e) {
+      send_error(res, e.status, e.kind, e.what());
+    } catch (const std::exception& e) {
+      send_error(res, 500, "internal error", e.what());
+    }
+  });
+  // httplib's own errors (no route, body too large) get the same JSON shape.
+  s.http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) send_error(res, 404, "not found", "no endpoint " + req.method + " " + req.path);
+    else if (res.status == 413) send_error(res, 413, "too large", "the request body is over the server's limit");
+    else send_error(res, res.status, "error", "the request failed (HTTP " + std::to_string(res.status) + ")");
+  });
+  s.routes();
+}
+
+Server::~Server() { shutdown(); }
+
+int Server::bind() {
+  State& s = *state_;
+  if (s.options.port == 0) {
+    const int port = s.http.bind_to_any_port(s.options.host);
+    if (port < 0) throw std::runtime_error(s.options.host + ": cannot bind to a free port");
+    s.http.widen_backlog(SOMAXCONN);
+    return port;
+  }
+  if (!s.http.bind_to_port(s.options.host, s.options.port))
+    throw std::runtime_error(s.options.host + ":" + std::to_string(s.options.port) +
+                             ": cannot bind (in use, or not an address of this machine)");
+  s.http.widen_backlog(SOMAXCONN);
+  return s.options.port;
+}
+
+void Server::serve() { state_->http.listen_after_bind(); }
+
+void Server::shutdown() {
+  state_->queue.shutdown();
+  state_->http.stop();
+}
+
+}  // namespace lumen::server
