@@ -63,6 +63,7 @@ Runner add_serve_command(CLI::App& app) {
     if (!opt->api_auth.empty()) o.auth = server::Auth::basic(opt->api_auth);
     o.limits.max_body_bytes = static_cast<size_t>(opt->max_body_mb * 1024 * 1024);
     o.web_page = asset_path("web/index.html");
+    o.access_log = true;
     if (!is_loopback(o.host) && o.auth.open())
       std::cerr << "warning: serving on " << o.host << " without --api-key or --api-auth: anyone who can reach it may use it\n";
 

@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -277,6 +278,10 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>(std::move
     else if (res.status == 413) send_error(res, 413, "too large", "the request body is over the server's limit");
     else send_error(res, res.status, "error", "the request failed (HTTP " + std::to_string(res.status) + ")");
   });
+  if (s.options.access_log)
+    s.http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      std::fprintf(stderr, "%s %s %s %d\n", req.remote_addr.c_str(), req.method.c_str(), req.path.c_str(), res.status);
+    });
   s.routes();
 }
 

@@ -21,6 +21,7 @@ struct ServerOptions {
   Limits limits;
   size_t queue_size = 8;  // jobs waiting besides the running one
   int threads = 0;        // LibTorch threads; 0: the library's choice
+  bool access_log = false;  // a line per request on stderr: client, method, path, status
 };
 
 class Server {
