@@ -237,6 +237,16 @@ TEST(Server, Txt2imgReturnsPngsWithParametersAndSeeds) {
   auto switched = post(s, "/sdapi/v1/txt2img", other);
   ASSERT_EQ(switched->status, 200) << switched->body;
   EXPECT_EQ(json::parse(body_of(switched)["info"].get<std::string>())["sd_model_name"], "sub/shapes");
+  // For that request only (A1111's override_settings_restore_afterwards), unless it says otherwise.
+  auto c = s.client();
+  EXPECT_EQ(body_of(c.Get("/sdapi/v1/options"))["sd_model_checkpoint"], "lumen-default");
+  EXPECT_EQ(json::parse(body_of(post(s, "/sdapi/v1/txt2img", kSmall))["info"].get<std::string>())["sd_model_name"],
+            "lumen-default");
+  other["override_settings_restore_afterwards"] = false;
+  ASSERT_EQ(post(s, "/sdapi/v1/txt2img", other)->status, 200);
+  EXPECT_EQ(body_of(c.Get("/sdapi/v1/options"))["sd_model_checkpoint"], "sub/shapes");
+  other["override_settings_restore_afterwards"] = "no";
+  EXPECT_EQ(post(s, "/sdapi/v1/txt2img", other)->status, 422);
 }
 
 TEST(Server, Img2imgAndInpaintingFromBase64) {

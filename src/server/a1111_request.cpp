@@ -151,6 +151,10 @@ GenerationRequest parse_generation_request(const json& body, bool img2img, const
     if (!o->is_object()) throw invalid("override_settings", "must be an object");
     r.checkpoint = string_field(*o, "sd_model_checkpoint").value_or("");
   }
+  if (const json* v = field(body, "override_settings_restore_afterwards")) {
+    if (!v->is_boolean()) throw invalid("override_settings_restore_afterwards", "must be true or false");
+    r.restore_afterwards = v->get<bool>();
+  }
   if (img2img) {
     const json* images = field(body, "init_images");
     if (!images || !images->is_array() || images->empty())

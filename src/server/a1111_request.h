@@ -37,7 +37,8 @@ struct GenerationRequest {
   std::optional<float> cfg_scale, guidance_rescale;
   int64_t seed = -1;  // -1: random
   int batch_size = 1, n_iter = 1;
-  std::string checkpoint;  // override_settings.sd_model_checkpoint; "": the loaded one
+  std::string checkpoint;  // override_settings.sd_model_checkpoint; "": the selected one
+  bool restore_afterwards = true;  // override_settings_restore_afterwards: the override is for this request only
   // img2img
   std::string init_image_bytes, mask_bytes;  // the first init image and the mask, base64-decoded; "" for none
   std::shared_ptr<const lumen::Images> init_image, mask;  // those decoded (decode_uploads); null for none

@@ -40,30 +40,33 @@ void decode_uploads(GenerationRequest& request, int64_t max_pixels) {
 
 Generator::Generator(const ModelRegistry& registry, int threads) : registry_(registry), threads_(threads) {}
 
-void Generator::load(const std::string& name) {
+std::string Generator::load(const std::string& name) {
   const auto entry = registry_.find_model(name);
   if (!entry) throw ApiError(404, "not found", "model '" + name + "' not found (GET /sdapi/v1/sd-models lists them)");
-  if (context_ && entry->title == loaded_title()) return;
+  if (context_ && entry->title == loaded_) return loaded_;
   lumen_context_params params = lumen_context_default_params();
   params.threads = threads_;
   context_.reset();  // one model in memory at a time
   loras_.clear();
-  {
-    std::lock_guard<std::mutex> lock(title_mutex_);
-    title_.clear();
-  }
+  loaded_.clear();
   try {
     context_.emplace(entry->path, params);
   } catch (const lumen::Exception& e) {
     throw ApiError(422, "invalid model", e.what());
   }
-  std::lock_guard<std::mutex> lock(title_mutex_);
-  title_ = entry->title;
+  loaded_ = entry->title;
+  return loaded_;
 }
 
-std::string Generator::loaded_title() const {
-  std::lock_guard<std::mutex> lock(title_mutex_);
-  return title_;
+void Generator::select(const std::string& name) {
+  const std::string title = load(name);
+  std::lock_guard<std::mutex> lock(selected_mutex_);
+  selected_ = title;
+}
+
+std::string Generator::selected_title() const {
+  std::lock_guard<std::mutex> lock(selected_mutex_);
+  return selected_;
 }
 
 void Generator::apply_loras(const std::vector<LoraTag>& tags) {
@@ -103,8 +106,16 @@ GenerationOutcome Generator::generate(const GenerationRequest& request, JobContr
     out.interrupted = true;
     return out;
   }
-  if (!request.checkpoint.empty()) load(request.checkpoint);
-  if (!context_) load(ModelRegistry::kDefaultTitle);
+  // An override holds for this request only unless it says otherwise, as A1111's
+  // override_settings_restore_afterwards; the next request reloads the selected model.
+  if (request.checkpoint.empty()) {
+    out.model = load(selected_title());
+  } else if (request.restore_afterwards) {
+    out.model = load(request.checkpoint);
+  } else {
+    select(request.checkpoint);
+    out.model = loaded_;
+  }
   apply_loras(request.loras);
 
   out.first_seed = request.seed >= 0 ? static_cast<uint64_t>(request.seed) : random_seed();

@@ -2,7 +2,7 @@
 // checkpoints, applying the prompt's LoRAs (kept applied between requests,
 // changed only where they differ), generating batches and encoding them as
 // A1111 returns them. Used from the job queue's worker thread only, except
-// loaded_title().
+// selected_title().
 #pragma once
 #include <cstdint>
 #include <map>
@@ -20,6 +20,7 @@
 namespace lumen::server {
 
 struct GenerationOutcome {
+  std::string model;  // the title of the model that made them
   std::vector<std::string> png_base64;  // each with its parameters text
   std::vector<std::string> infotexts;
   std::vector<uint64_t> seeds;
@@ -34,19 +35,23 @@ void decode_uploads(GenerationRequest& request, int64_t max_pixels);
 class Generator {
  public:
   Generator(const ModelRegistry& registry, int threads);
-  // Loads a model of the registry by name (ApiError 404 if unknown, 422 if it does not load).
-  void load(const std::string& name);
-  std::string loaded_title() const;
+  // Makes a model of the registry the selected one (/options' sd_model_checkpoint)
+  // and loads it (ApiError 404 if unknown, 422 if it does not load).
+  void select(const std::string& name);
+  std::string selected_title() const;
   GenerationOutcome generate(const GenerationRequest& request, JobControl& control);
 
  private:
+  // Loads a model unless it is the loaded one; returns its title.
+  std::string load(const std::string& name);
   void apply_loras(const std::vector<LoraTag>& tags);
 
   const ModelRegistry& registry_;
   const int threads_;
   std::optional<lumen::Context> context_;
-  mutable std::mutex title_mutex_;
-  std::string title_;
+  std::string loaded_;  // the model in context_
+  mutable std::mutex selected_mutex_;
+  std::string selected_;  // what requests without an override use
   struct Applied {
     int id;
     float weight;

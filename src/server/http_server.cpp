@@ -146,7 +146,7 @@ void Server::State::generate(const httplib::Request& req, httplib::Response& res
                {"subseed", -1},
                {"all_subseeds", json::array()},
                {"batch_size", request.batch_size},
-               {"sd_model_name", generator.loaded_title()},
+               {"sd_model_name", outcome.model},
                {"sampler_name", request.sampler.empty() ? json() : json(samplers::a1111_sampler_name(request.sampler))},
                {"infotexts", outcome.infotexts},
                {"job_timestamp", timestamp()},
@@ -195,7 +195,7 @@ void Server::State::routes() {
     send_json(res, json::object());
   });
   http.Get("/sdapi/v1/options", [this](const httplib::Request&, httplib::Response& res) {
-    send_json(res, {{"sd_model_checkpoint", generator.loaded_title()}, {"samples_format", "png"}});
+    send_json(res, {{"sd_model_checkpoint", generator.selected_title()}, {"samples_format", "png"}});
   });
   http.Post("/sdapi/v1/options", [this](const httplib::Request& req, httplib::Response& res) {
     const json body = parse_body(req);
@@ -209,7 +209,7 @@ void Server::State::routes() {
       std::optional<ApiError> error;
       run_job("load model", [&](JobControl&) {
         try {
-          generator.load(name);
+          generator.select(name);
         } catch (const ApiError& e) {
           error = e;
         }
@@ -252,7 +252,7 @@ void Server::State::routes() {
 
 Server::Server(ServerOptions options) : state_(std::make_unique<State>(std::move(options))) {
   State& s = *state_;
-  s.generator.load(s.options.model.empty() ? ModelRegistry::kDefaultTitle : s.options.model);
+  s.generator.select(s.options.model.empty() ? ModelRegistry::kDefaultTitle : s.options.model);
   const size_t handlers = s.options.queue_size + 1 + kSpareHandlers;
   s.http.new_task_queue = [handlers] { return new httplib::ThreadPool(handlers); };
   s.http.set_payload_max_length(s.options.limits.max_body_bytes);
