@@ -87,7 +87,9 @@ class Chromium:
 
         with open(self.logfile, "wb") as out:
             self.proc = subprocess.Popen(
-                [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+                # --disable-dev-shm-usage: containers often have a tiny /dev/shm, where Chromium would crash.
+                [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--remote-debugging-pipe",
                  f"--user-data-dir={os.path.join(workdir, 'profile')}", "--window-size=1280,1000",
                  "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--mute-audio",
                  "--hide-scrollbars", "about:blank"],
