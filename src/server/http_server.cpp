@@ -161,7 +161,8 @@ void Server::State::generate(const httplib::Request& req, httplib::Response& res
     body["init_images"] = nullptr;
     body["mask"] = nullptr;
   }
-  send_json(res, {{"images", outcome.png_base64}, {"parameters", body}, {"info", info.dump()}});
+  const std::string info_text = info.dump(-1, ' ', false, json::error_handler_t::replace);  // never throws on bytes
+  send_json(res, {{"images", outcome.png_base64}, {"parameters", body}, {"info", info_text}});
 }
 
 void Server::State::routes() {
