@@ -415,4 +415,48 @@ TEST(CApiTrain, StopsFromTheCallbackAndResumes) {
   EXPECT_NE(std::string(lumen_last_error()).find("missing.yaml"), std::string::npos);
 }
 
+// lumen_train_run (what `lumen train` calls): recipe info, stop_after, threads, the result.
+TEST(CApiTrain, RunWithParamsReportsItsResult) {
+  TempDir dir;
+  const std::string recipe = dir.path + "/vae.yaml";
+  std::ofstream(recipe) << "task: vae\noutput: " << dir.path << "/run\nseed: 1\nthreads: 1\nsteps: 4\nbatch_size: 2\n"
+                        << "dataset: {type: shapes, width: 16, height: 16}\ncheckpoint_every: 100\n"
+                        << "vae:\n  config:\n    block_out_channels: [8]\n    down_block_types: [DownEncoderBlock2D]\n"
+                        << "    up_block_types: [UpDecoderBlock2D]\n    layers_per_block: 1\n    norm_num_groups: 4\n"
+                        << "    latent_channels: 4\n";
+  lumen_recipe_info info{};
+  info.struct_size = sizeof info;
+  ASSERT_EQ(lumen_recipe_read_info(recipe.c_str(), &info), LUMEN_OK) << lumen_last_error();
+  EXPECT_STREQ(info.task, "vae");
+  EXPECT_EQ(info.feedback, 0);
+  EXPECT_EQ(info.steps, 4);
+  EXPECT_EQ(info.batch_size, 2);
+  EXPECT_EQ(std::string(info.output), dir.path + "/run");
+
+  lumen_train_result result{};
+  result.struct_size = sizeof result;
+  lumen_train_params p = lumen_train_default_params();
+  p.stop_after = 3;
+  p.threads = 1;
+  p.result = &result;
+  ASSERT_EQ(lumen_train_run(recipe.c_str(), &p), LUMEN_OK) << lumen_last_error();
+  EXPECT_EQ(result.first_step, 0);
+  EXPECT_EQ(result.last_step, 3);
+  EXPECT_EQ(result.finished, 0);
+  p.resume = 1;
+  p.stop_after = 0;
+  ASSERT_EQ(lumen_train_run(recipe.c_str(), &p), LUMEN_OK) << lumen_last_error();
+  EXPECT_EQ(result.first_step, 3);
+  EXPECT_EQ(result.last_step, 4);
+  EXPECT_EQ(result.finished, 1);
+  EXPECT_GE(result.total_seconds, result.seconds);
+  EXPECT_EQ(std::string(result.final_folder).rfind(dir.path + "/run/final", 0), 0u) << result.final_folder;
+
+  p.stop_after = -1;
+  EXPECT_EQ(lumen_train_run(recipe.c_str(), &p), LUMEN_ERR_INVALID_ARGUMENT);
+  std::ofstream(dir.path + "/bad.yaml") << "task: painting\n";
+  EXPECT_EQ(lumen_recipe_read_info((dir.path + "/bad.yaml").c_str(), &info), LUMEN_ERR_FILE);
+  EXPECT_NE(std::string(lumen_last_error()).find("bad.yaml"), std::string::npos) << lumen_last_error();
+}
+
 }  // namespace

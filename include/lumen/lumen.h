@@ -232,8 +232,50 @@ LUMEN_API lumen_status lumen_generate(lumen_context* ctx, const lumen_generation
 typedef int (*lumen_train_callback)(int64_t step, int64_t total, double loss, void* user_data);
 
 /* Runs a recipe (configs/*.yaml); resume nonzero continues its run folder from
- * its last checkpoint. Blocks until the run ends. */
+ * its last checkpoint. Blocks until the run ends. (lumen_train_run with the
+ * defaults otherwise.) */
 LUMEN_API lumen_status lumen_train(const char* recipe_path, int resume, lumen_train_callback callback, void* user_data);
+
+/* What a recipe asks for, read and checked without running it (API 2). */
+typedef struct lumen_recipe_info {
+  uint32_t struct_size; /* the caller sets sizeof(lumen_recipe_info) */
+  char task[32];        /* "vae", "diffusion", "lora", "resadapter", "feedback", "segmenter", "reward" */
+  int feedback;         /* nonzero: UniFL feedback learning or a judge it uses (what `lumen feedback` runs) */
+  int64_t steps, batch_size;
+  char output[4096];    /* the run folder */
+} lumen_recipe_info;
+LUMEN_API lumen_status lumen_recipe_read_info(const char* recipe_path, lumen_recipe_info* info);
+
+typedef struct lumen_train_result {
+  uint32_t struct_size;   /* the caller sets sizeof(lumen_train_result) */
+  int64_t first_step;     /* where this call started (0, or the checkpoint resumed) */
+  int64_t last_step;      /* steps done when it stopped */
+  double seconds;         /* this call's training time */
+  double total_seconds;   /* the run's, over every call */
+  int finished;           /* reached the recipe's steps and wrote final/ */
+  char final_folder[4096];
+} lumen_train_result;
+
+typedef struct lumen_train_params {
+  uint32_t struct_size;
+  int resume;             /* nonzero: continue the run folder from its last checkpoint */
+  int64_t stop_after;     /* > 0: stop after this many steps of this call, with a checkpoint (every rank alike) */
+  int threads;            /* > 0: instead of the recipe's threads */
+  int progress_bar;       /* nonzero: a progress bar on stderr when it is a terminal */
+  lumen_train_callback callback; /* may be NULL; nonzero from it stops as stop_after does (one process only) */
+  void* user_data;
+  lumen_train_result* result; /* if not NULL, filled (also when stopped) */
+} lumen_train_params;
+
+LUMEN_API void lumen_train_params_init(lumen_train_params* params, size_t size);
+static inline lumen_train_params lumen_train_default_params(void) {
+  lumen_train_params p;
+  lumen_train_params_init(&p, sizeof p);
+  return p;
+}
+/* Runs a recipe with these params. Stopped by the callback: LUMEN_ERR_CANCELLED
+ * (checkpointed); stopped by stop_after: LUMEN_OK with result->finished 0. */
+LUMEN_API lumen_status lumen_train_run(const char* recipe_path, const lumen_train_params* params);
 
 #ifdef __cplusplus
 }

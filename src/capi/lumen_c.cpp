@@ -80,6 +80,8 @@ lumen_status guarded(lumen_status user_error, Body body) {
     return fail(LUMEN_ERR_CANCELLED, "cancelled by the progress callback");
   } catch (const lumen::Error& e) {
     return fail(user_error, e.what());
+  } catch (const std::filesystem::filesystem_error& e) {
+    return fail(LUMEN_ERR_FILE, e.path1().string() + ": " + e.code().message());
   } catch (const std::bad_alloc&) {
     return fail(LUMEN_ERR_OUT_OF_MEMORY, "out of memory");
   } catch (const c10::Error& e) {
@@ -522,23 +524,93 @@ lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* g
 
 // ---- training ----
 
-lumen_status lumen_train(const char* recipe_path, int resume, lumen_train_callback callback, void* user_data) {
-  if (!recipe_path || !*recipe_path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train: no recipe path");
+namespace {
+
+// A string into a caller's fixed buffer; refused rather than cut short.
+void copy_into(char* out, size_t size, const std::string& s, const char* what) {
+  if (s.size() >= size) throw lumen::Error(what, "is longer than the " + std::to_string(size - 1) + " bytes the API holds");
+  std::memcpy(out, s.c_str(), s.size() + 1);
+}
+
+// What a caller's result-like struct (struct_size first) can hold of `full`.
+template <class T>
+void write_out(T* out, T full) {
+  if (!out || out->struct_size < sizeof(uint32_t)) return;
+  full.struct_size = out->struct_size;
+  std::memcpy(static_cast<void*>(out), &full, std::min<size_t>(out->struct_size, sizeof(T)));
+}
+
+bool is_feedback_task(lumen::train::Task task) {
+  return task == lumen::train::Task::Feedback || task == lumen::train::Task::Segmenter ||
+         task == lumen::train::Task::Reward;
+}
+
+lumen_train_params train_defaults() {
+  lumen_train_params p{};
+  p.struct_size = sizeof p;
+  return p;
+}
+
+}  // namespace
+
+void lumen_train_params_init(lumen_train_params* params, size_t size) { init_params(params, size, train_defaults()); }
+
+lumen_status lumen_recipe_read_info(const char* recipe_path, lumen_recipe_info* info) {
+  if (!recipe_path || !*recipe_path || !info)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_recipe_read_info: no recipe path or info");
+  return guarded(LUMEN_ERR_FILE, [&] {
+    const lumen::train::Recipe recipe = lumen::train::read_recipe(recipe_path);
+    lumen_recipe_info full{};
+    copy_into(full.task, sizeof full.task, lumen::train::task_name(recipe.task), "task");
+    full.feedback = is_feedback_task(recipe.task);
+    full.steps = recipe.steps;
+    full.batch_size = recipe.batch_size;
+    copy_into(full.output, sizeof full.output, recipe.output, recipe_path);
+    write_out(info, full);
+  });
+}
+
+lumen_status lumen_train_run(const char* recipe_path, const lumen_train_params* given) {
+  if (!recipe_path || !*recipe_path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train_run: no recipe path");
+  lumen_train_params p = train_defaults();
+  if (given && !read_params(given, p))
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train_run: params.struct_size is not set");
+  if (p.stop_after < 0 || p.threads < 0 || p.threads > 4096)
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train_run: stop_after must be >= 0 and threads in 0..4096");
   bool cancelled = false;
   const lumen_status status = guarded(LUMEN_ERR_FILE, [&] {
-    const lumen::train::Recipe recipe = lumen::train::read_recipe(recipe_path);
+    lumen::train::Recipe recipe = lumen::train::read_recipe(recipe_path);
+    if (p.threads > 0) recipe.threads = p.threads;
     lumen::train::TrainOptions options;
-    options.resume = resume != 0;
-    options.progress = false;
-    options.on_step = [&](int64_t step, const std::map<std::string, double>& metrics) {
-      const auto loss = metrics.find("loss");
-      if (callback && callback(step, recipe.steps, loss == metrics.end() ? 0.0 : loss->second, user_data)) cancelled = true;
-    };
-    options.stop_requested = [&] { return cancelled; };
-    lumen::train::run_training(recipe, options);
+    options.resume = p.resume != 0;
+    options.stop_after = p.stop_after;
+    options.progress = p.progress_bar != 0;
+    if (p.callback) {
+      options.on_step = [&](int64_t step, const std::map<std::string, double>& metrics) {
+        const auto loss = metrics.find("loss");
+        if (p.callback(step, recipe.steps, loss == metrics.end() ? 0.0 : loss->second, p.user_data)) cancelled = true;
+      };
+      options.stop_requested = [&] { return cancelled; };
+    }
+    const lumen::train::TrainResult r = lumen::train::run_training(recipe, options);
+    lumen_train_result full{};
+    full.first_step = r.first_step;
+    full.last_step = r.last_step;
+    full.seconds = r.seconds;
+    full.total_seconds = r.total_seconds;
+    full.finished = r.finished;
+    copy_into(full.final_folder, sizeof full.final_folder, r.final_folder, "final folder");
+    write_out(p.result, full);
   });
   if (status == LUMEN_OK && cancelled)
     return fail(LUMEN_ERR_CANCELLED, std::string(recipe_path) + ": stopped by the callback (checkpointed; resume continues it)");
   return status;
 }
 
+lumen_status lumen_train(const char* recipe_path, int resume, lumen_train_callback callback, void* user_data) {
+  lumen_train_params p = train_defaults();
+  p.resume = resume;
+  p.callback = callback;
+  p.user_data = user_data;
+  return lumen_train_run(recipe_path, &p);
+}

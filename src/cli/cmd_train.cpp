@@ -1,19 +1,15 @@
 // `lumen train RECIPE.yaml` and `lumen feedback RECIPE.yaml`: run a training
-// recipe (configs/*.yaml). One loop serves both; `feedback` takes the UniFL
-// recipes (task feedback) and the judges they need (task segmenter, reward).
+// recipe (configs/*.yaml) through the C API's lumen_train_run, as an app
+// would. One loop serves both; `feedback` takes the UniFL recipes (task
+// feedback) and the judges they need (task segmenter, reward).
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "error.h"
-#include "recipe.h"
-#include "trainer.h"
+#include "lumen/lumen.hpp"
 
 namespace lumen::cli {
 namespace {
-
-bool is_feedback_task(train::Task task) {
-  return task == train::Task::Feedback || task == train::Task::Segmenter || task == train::Task::Reward;
-}
 
 Runner add_recipe_command(CLI::App& app, const std::string& name, const std::string& description, bool feedback) {
   struct Args {
@@ -26,26 +22,32 @@ Runner add_recipe_command(CLI::App& app, const std::string& name, const std::str
   auto* cmd = app.add_subcommand(name, description);
   cmd->add_option("recipe", a->recipe, "the recipe (see configs/)")->required();
   cmd->add_flag("--resume", a->resume, "continue the run in the recipe's output folder from its last checkpoint");
-  cmd->add_option("--stop-after", a->stop_after, "stop after this many steps (a checkpoint is written; resume later)");
+  cmd->add_option("--stop-after", a->stop_after, "stop after this many steps (a checkpoint is written; resume later)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", a->threads, "intra-op threads (default: the recipe's, else one per core)")
       ->check(CLI::Range(0, 1024));
   return [cmd, a, name, feedback]() -> int {
     if (!cmd->parsed()) return -1;
-    auto recipe = train::read_recipe(a->recipe);
-    if (is_feedback_task(recipe.task) != feedback)
-      throw Error(a->recipe, std::string("task ") + train::task_name(recipe.task) + " is run by `lumen " +
-                                 (feedback ? "train" : "feedback") + "`, not `lumen " + name + "`");
-    if (a->threads > 0) recipe.threads = a->threads;
-    train::TrainOptions options;
-    options.resume = a->resume;
-    options.stop_after = a->stop_after;
-    std::fprintf(stderr, "%s %s: %s, %lld steps of batch %lld -> %s\n", name.c_str(), a->recipe.c_str(),
-                 train::task_name(recipe.task), static_cast<long long>(recipe.steps),
-                 static_cast<long long>(recipe.batch_size), recipe.output.c_str());
-    const auto r = train::run_training(recipe, options);
+    lumen_recipe_info info{};
+    info.struct_size = sizeof info;
+    lumen::check(lumen_recipe_read_info(a->recipe.c_str(), &info));
+    if ((info.feedback != 0) != feedback)
+      throw Error(a->recipe, std::string("task ") + info.task + " is run by `lumen " + (feedback ? "train" : "feedback") +
+                                 "`, not `lumen " + name + "`");
+    std::fprintf(stderr, "%s %s: %s, %lld steps of batch %lld -> %s\n", name.c_str(), a->recipe.c_str(), info.task,
+                 static_cast<long long>(info.steps), static_cast<long long>(info.batch_size), info.output);
+    lumen_train_result r{};
+    r.struct_size = sizeof r;
+    lumen_train_params p = lumen_train_default_params();
+    p.resume = a->resume;
+    p.stop_after = a->stop_after;
+    p.threads = a->threads;
+    p.progress_bar = 1;
+    p.result = &r;
+    lumen::check(lumen_train_run(a->recipe.c_str(), &p));
     std::printf("steps %lld..%lld in %.1f s (run total %.1f s)%s\n", static_cast<long long>(r.first_step),
                 static_cast<long long>(r.last_step), r.seconds, r.total_seconds,
-                r.finished ? (", model in " + r.final_folder).c_str() : ", not finished: resume with --resume");
+                r.finished ? (std::string(", model in ") + r.final_folder).c_str() : ", not finished: resume with --resume");
     return 0;
   };
 }
