@@ -392,14 +392,20 @@ TEST_F(CApi, ABusyContextRefusesASecondJob) {
 
 // A training recipe through the C API: stopped by the callback with a
 // checkpoint, then resumed to the end.
-TEST(CApiTrain, StopsFromTheCallbackAndResumes) {
-  TempDir dir;
-  const std::string recipe = dir.path + "/vae.yaml";
-  std::ofstream(recipe) << "task: vae\noutput: " << dir.path << "/run\nseed: 1\nthreads: 1\nsteps: 6\nbatch_size: 2\n"
-                        << "dataset: {type: shapes, width: 16, height: 16}\ncheckpoint_every: 100\n"
+// A tiny VAE recipe of `steps` steps in `dir`, its run folder dir/run.
+std::string write_vae_recipe(const std::string& dir, int steps) {
+  const std::string recipe = dir + "/vae.yaml";
+  std::ofstream(recipe) << "task: vae\noutput: " << dir << "/run\nseed: 1\nthreads: 1\nsteps: " << steps
+                        << "\nbatch_size: 2\ndataset: {type: shapes, width: 16, height: 16}\ncheckpoint_every: 100\n"
                         << "vae:\n  config:\n    block_out_channels: [8]\n    down_block_types: [DownEncoderBlock2D]\n"
                         << "    up_block_types: [UpDecoderBlock2D]\n    layers_per_block: 1\n    norm_num_groups: 4\n"
                         << "    latent_channels: 4\n";
+  return recipe;
+}
+
+TEST(CApiTrain, StopsFromTheCallbackAndResumes) {
+  TempDir dir;
+  const std::string recipe = write_vae_recipe(dir.path, 6);
   std::vector<double> losses;
   auto stop_at_2 = [](int64_t step, int64_t total, double loss, void* user) {
     EXPECT_EQ(total, 6);
@@ -418,12 +424,7 @@ TEST(CApiTrain, StopsFromTheCallbackAndResumes) {
 // lumen_train_run (what `lumen train` calls): recipe info, stop_after, threads, the result.
 TEST(CApiTrain, RunWithParamsReportsItsResult) {
   TempDir dir;
-  const std::string recipe = dir.path + "/vae.yaml";
-  std::ofstream(recipe) << "task: vae\noutput: " << dir.path << "/run\nseed: 1\nthreads: 1\nsteps: 4\nbatch_size: 2\n"
-                        << "dataset: {type: shapes, width: 16, height: 16}\ncheckpoint_every: 100\n"
-                        << "vae:\n  config:\n    block_out_channels: [8]\n    down_block_types: [DownEncoderBlock2D]\n"
-                        << "    up_block_types: [UpDecoderBlock2D]\n    layers_per_block: 1\n    norm_num_groups: 4\n"
-                        << "    latent_channels: 4\n";
+  const std::string recipe = write_vae_recipe(dir.path, 4);
   lumen_recipe_info info{};
   info.struct_size = sizeof info;
   ASSERT_EQ(lumen_recipe_read_info(recipe.c_str(), &info), LUMEN_OK) << lumen_last_error();
