@@ -178,6 +178,14 @@ lumen_generation_params generation_defaults() {
   return p;
 }
 
+// What a caller's output struct (struct_size first, set by the caller) can hold of `full`.
+template <class T>
+void write_out(T* out, T full) {
+  if (!out || out->struct_size < sizeof(uint32_t)) return;
+  full.struct_size = out->struct_size;
+  std::memcpy(static_cast<void*>(out), &full, std::min<size_t>(out->struct_size, sizeof(T)));
+}
+
 // The first `size` bytes of `defaults` into the caller's struct, its struct_size set to them.
 template <class T>
 void init_params(T* out, size_t size, T defaults) {
@@ -470,8 +478,7 @@ lumen_status lumen_generation_validate(const lumen_generation_params* given) {
     const lumen::GenerationOptions o = options_from(p, lumen::RecommendedSettings{});
     lumen::validate_options(o);
     // Every SD-family VAE downsamples by 8; a model may need more (checked when generating).
-    for (auto [name, v] : {std::pair<const char*, int64_t>{"width", o.width}, {"height", o.height}})
-      if (v % 8) throw lumen::Error(name, std::to_string(v) + " is not a multiple of 8");
+    lumen::check_size_factor(o, 8);
     if (!o.sampler.empty()) lumen::samplers::make_scheduler(o.sampler, lumen::samplers::ScheduleConfig{});
     if (!o.encoding.plain)  // syntax, length and nesting; the token count needs the model's tokenizer
       for (const auto* text : {&o.prompt, &o.negative_prompt}) lumen::parse_prompt_weights(*text);
@@ -491,11 +498,8 @@ lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* g
     lumen::validate_options(o);
     lumen::fit_threads_to_work(lumen::estimated_unet_step_flops(*ctx->model, o));
     const lumen::GenerationResult result = ctx->pipeline->generate(o);
-    if (p.stats) {
-      lumen_generation_stats stats{p.stats->struct_size, result.times.encode, result.times.denoise, result.times.decode,
-                                   static_cast<int>(result.times.steps)};
-      std::memcpy(static_cast<void*>(p.stats), &stats, std::min<size_t>(p.stats->struct_size, sizeof stats));
-    }
+    write_out(p.stats, lumen_generation_stats{0, result.times.encode, result.times.denoise, result.times.decode,
+                                              static_cast<int>(result.times.steps)});
 
     lumen::GenerationOptions made = o;  // the size made, for the parameters text
     made.height = result.images.size(1);
@@ -530,14 +534,6 @@ namespace {
 void copy_into(char* out, size_t size, const std::string& s, const char* what) {
   if (s.size() >= size) throw lumen::Error(what, "is longer than the " + std::to_string(size - 1) + " bytes the API holds");
   std::memcpy(out, s.c_str(), s.size() + 1);
-}
-
-// What a caller's result-like struct (struct_size first) can hold of `full`.
-template <class T>
-void write_out(T* out, T full) {
-  if (!out || out->struct_size < sizeof(uint32_t)) return;
-  full.struct_size = out->struct_size;
-  std::memcpy(static_cast<void*>(out), &full, std::min<size_t>(out->struct_size, sizeof(T)));
 }
 
 bool is_feedback_task(lumen::train::Task task) {

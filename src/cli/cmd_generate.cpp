@@ -3,9 +3,7 @@
 // same public API an app links (include/lumen/lumen.hpp).
 #include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <filesystem>
-#include <set>
 #include <iostream>
 #include <optional>
 
@@ -28,14 +26,13 @@ struct GenerateArgs {
   std::string prediction_type, spacing, init_image, mask;
   AdapterOptions adapters;
   std::string original_size, target_size, crop_top_left;  // SDXL micro-conditioning, "W,H" / "X,Y"
-  int64_t steps = 20, width = 0, height = 0, batch_count = 1, batch_size = 1;
+  int64_t steps = 0, width = 0, height = 0, batch_count = 1, batch_size = 1;  // steps 0: the model's
   int clip_skip = 1;
   int64_t vae_tile_size = 0;
-  double cfg_scale = 7.0, guidance_rescale = 0.0, eta = 0.0, strength = 0.75;
+  double cfg_scale = -1, guidance_rescale = -1, eta = 0.0, strength = 0.75;  // < 0: the model's
   uint64_t seed = 0;
   bool verbose = false, vae_tiling = false;
   bool overwrite = false, zero_snr = false, no_zero_snr = false, karras = false, plain_prompt = false;
-  std::set<std::string> given;  // options set on the command line (a model's own defaults yield to them)
 };
 
 void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
@@ -164,9 +161,9 @@ lumen::GenerationParams generation_params(const GenerateArgs& a) {
   p.prompt = a.prompt;
   p.negative_prompt = a.negative_prompt;
   p.sampler = a.sampler;
-  p.steps = a.given.count("steps") ? static_cast<int>(a.steps) : 0;
-  p.cfg_scale = a.given.count("cfg-scale") ? static_cast<float>(a.cfg_scale) : -1.0f;
-  p.guidance_rescale = a.given.count("guidance-rescale") ? static_cast<float>(a.guidance_rescale) : -1.0f;
+  p.steps = static_cast<int>(a.steps);
+  p.cfg_scale = static_cast<float>(a.cfg_scale);
+  p.guidance_rescale = static_cast<float>(a.guidance_rescale);
   p.rescale_in_v_space = a.rescale_space == "v";
   p.width = static_cast<int>(a.width);
   p.height = static_cast<int>(a.height);
@@ -277,19 +274,9 @@ Runner add_generate_commands(CLI::App& app) {
   i2i->add_option("-i,--init-image", img->init_image, "the starting image")->required()->check(CLI::ExistingFile);
   i2i->add_option("--strength", img->strength, "how much to change it, 0..1")->capture_default_str();
   i2i->add_option("--mask", img->mask, "inpainting mask image: white = repaint")->check(CLI::ExistingFile);
-  auto record_given = [](CLI::App* cmd, GenerateArgs& a) {
-    for (const char* name : {"steps", "cfg-scale", "guidance-rescale"})
-      if (cmd->count(std::string("--") + name) > 0) a.given.insert(name);
-  };
   return [=]() {
-    if (*t2i) {
-      record_given(t2i, *txt);
-      return run_generate(*txt, false);
-    }
-    if (*i2i) {
-      record_given(i2i, *img);
-      return run_generate(*img, true);
-    }
+    if (*t2i) return run_generate(*txt, false);
+    if (*i2i) return run_generate(*img, true);
     return -1;
   };
 }

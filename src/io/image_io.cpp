@@ -23,6 +23,15 @@ void png_error_to_exception(png_structp png, png_const_charp message) {
   throw Error("png", message);
 }
 
+std::string stbi_reason() { return stbi_failure_reason() ? stbi_failure_reason() : "?"; }
+
+// The size a header states, checked before anything is allocated for it.
+void check_image_size(const std::string& what, int w, int h, int64_t max_pixels) {
+  if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > max_pixels)
+    throw Error(what, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is over the limit of " +
+                          std::to_string(max_pixels) + " pixels");
+}
+
 }  // namespace
 
 std::string encode_png(const RgbImage& image, const std::map<std::string, std::string>& text) {
@@ -79,10 +88,8 @@ void write_png(const std::string& path, const RgbImage& image, const std::map<st
 std::pair<int, int> image_dimensions(const std::string& path) {
   require_regular_file(path);
   int w = 0, h = 0, channels = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &channels))
-    throw Error(path, std::string("not a readable image: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
-  if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > kMaxPixels)
-    throw Error(path, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is not supported");
+  if (!stbi_info(path.c_str(), &w, &h, &channels)) throw Error(path, "not a readable image: " + stbi_reason());
+  check_image_size(path, w, h, kMaxPixels);
   return {w, h};
 }
 
@@ -92,14 +99,11 @@ RgbImage decode_image(const std::string& bytes, const std::string& what, int64_t
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) throw Error(what, "image data too large");
   const int size = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
-  if (!stbi_info_from_memory(data, size, &w, &h, &channels))
-    throw Error(what, std::string("not a readable image: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
-  if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > max_pixels)
-    throw Error(what, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is over the limit of " +
-                          std::to_string(max_pixels) + " pixels");
+  if (!stbi_info_from_memory(data, size, &w, &h, &channels)) throw Error(what, "not a readable image: " + stbi_reason());
+  check_image_size(what, w, h, max_pixels);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, size, &w, &h, &channels, 3),
                                                    stbi_image_free);
-  if (!pixels) throw Error(what, std::string("cannot decode: ") + (stbi_failure_reason() ? stbi_failure_reason() : "?"));
+  if (!pixels) throw Error(what, "cannot decode: " + stbi_reason());
   RgbImage img;
   img.width = w;
   img.height = h;

@@ -19,15 +19,6 @@ std::vector<std::string> per_item(const std::vector<std::string>& list, const st
   return std::vector<std::string>(static_cast<size_t>(batch), one);
 }
 
-void check_size_factor(const GenerationOptions& o, int64_t factor) {
-  for (auto [name, v] : {std::pair<const char*, int64_t>{"width", o.width}, {"height", o.height}}) {
-    if (v % factor != 0)
-      throw Error(name, std::to_string(v) + " is not a multiple of " + std::to_string(factor) +
-                            " (the model's down-sampling factor); try " + std::to_string(v / factor * factor) +
-                            " or " + std::to_string((v / factor + 1) * factor));
-  }
-}
-
 // √ᾱ and √(1−ᾱ) at timestep t, for converting ε to v.
 std::pair<double, double> signal_noise(const samplers::Scheduler& s, const torch::Tensor& timestep) {
   const int64_t t = std::llround(timestep.item<double>());
@@ -52,6 +43,15 @@ torch::Tensor guide(const samplers::Scheduler& s, const torch::Tensor& timestep,
 }
 
 }  // namespace
+
+void check_size_factor(const GenerationOptions& o, int64_t factor) {
+  for (auto [name, v] : {std::pair<const char*, int64_t>{"width", o.width}, {"height", o.height}}) {
+    if (v % factor != 0)
+      throw Error(name, std::to_string(v) + " is not a multiple of " + std::to_string(factor) +
+                            " (the model's down-sampling factor); try " + std::to_string(v / factor * factor) +
+                            " or " + std::to_string((v / factor + 1) * factor));
+  }
+}
 
 void validate_options(const GenerationOptions& o) {
   if (o.steps <= 0 || o.steps > 1000) throw Error("steps", std::to_string(o.steps) + " must be in 1..1000");

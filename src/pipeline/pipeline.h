@@ -75,6 +75,8 @@ struct GenerationResult {
 // limits, prompt syntax and length), so a caller can refuse bad options before
 // loading anything. generate() checks again, with the model.
 void validate_options(const GenerationOptions& options);
+// Width and height (0: the model's) must be multiples of the model's down-sampling factor.
+void check_size_factor(const GenerationOptions& options, int64_t factor);
 
 class Pipeline {
  public:

@@ -106,7 +106,6 @@ JobProgress JobQueue::progress() const {
   p.queued = waiting_.size();
   if (!running_) return p;
   const Job& job = *running_;
-  p.running = true;
   p.job = job.kind;
   p.job_no = job.job_no;
   p.job_count = job.job_count;

@@ -18,8 +18,7 @@ namespace lumen::server {
 
 // What /sdapi/v1/progress shows of the running job.
 struct JobProgress {
-  bool running = false;
-  std::string job;              // "txt2img", "img2img", "load model"
+  std::string job;              // "txt2img", "img2img", "load model"; "" when nothing runs
   double fraction = 0;          // of the whole job, 0..1
   double elapsed_seconds = 0;
   int job_no = 0, job_count = 0;  // the batch iteration running, of how many
