@@ -274,12 +274,8 @@ class FeedbackObjective : public DiffusionObjective {
   // or position open, the nearest of its completions: the model may choose
   // either size, not a blur of both.
   torch::Tensor segmentation_loss(const torch::Tensor& images, const Batch& batch, bool from_pure_noise) {
-    const auto reduction =
-        spec_.perceptual_reduction == "pixels" ? LossReduction::pixels : LossReduction::shape_area;
-    const int64_t classes = perception_->config.classes;
     const auto logits = perception_->forward(images);
-    if (!from_pure_noise)
-      return perception_->image_losses(logits, segmenter_labels(classes, batch.labels, batch.captions), reduction).mean();
+    if (!from_pure_noise) return perception_losses(images, logits, batch.labels, batch.captions).mean();
     std::vector<torch::Tensor> best;
     for (size_t i = 0; i < batch.captions.size(); ++i) {
       std::vector<torch::Tensor> masks;
@@ -287,11 +283,38 @@ class FeedbackObjective : public DiffusionObjective {
         masks.push_back(label_map(full, static_cast<int>(recipe_.dataset.width), static_cast<int>(recipe_.dataset.height),
                                   shapes::Jitter{}));
       const auto n = static_cast<int64_t>(masks.size());
-      const auto labels = segmenter_labels(classes, torch::stack(masks), std::vector<std::string>(masks.size(), batch.captions[i]));
-      const auto row = logits.narrow(0, static_cast<int64_t>(i), 1);
-      best.push_back(perception_->image_losses(row.expand({n, -1, -1, -1}), labels, reduction).min());
+      const auto expand = [&](const torch::Tensor& t) { return t.narrow(0, static_cast<int64_t>(i), 1).expand({n, -1, -1, -1}); };
+      best.push_back(perception_losses(expand(images), expand(logits), torch::stack(masks),
+                                       std::vector<std::string>(masks.size(), batch.captions[i]))
+                         .min());
     }
     return torch::stack(best).mean();
+  }
+
+  // Per image: the segmenter's loss against the shape labels [B,H,W], plus
+  // ShapesWorld's foreground rule (the judge's own mask) where it is weighted.
+  torch::Tensor perception_losses(const torch::Tensor& images, const torch::Tensor& logits, const torch::Tensor& shape_labels,
+                                  const std::vector<std::string>& captions) {
+    const auto reduction =
+        spec_.perceptual_reduction == "pixels" ? LossReduction::pixels : LossReduction::shape_area;
+    auto losses = perception_->image_losses(logits, segmenter_labels(perception_->config.classes, shape_labels, captions),
+                                            reduction);
+    if (spec_.perceptual_foreground_weight > 0)
+      losses = losses + spec_.perceptual_foreground_weight *
+                            foreground_losses(images, background_colours(captions), shape_labels, reduction);
+    return losses;
+  }
+
+  // [B,3] in [-1,1]: each caption's background colour.
+  static torch::Tensor background_colours(const std::vector<std::string>& captions) {
+    std::vector<float> rgb;
+    for (const auto& text : captions) {
+      const auto c = shapes::parse_caption(text);
+      if (!c) throw Error("feedback", "'" + text + "' is not a ShapesWorld caption");
+      const auto bg = shapes::kBackgrounds[shapes::index_of(c->background)].rgb;
+      for (uint8_t v : {bg.r, bg.g, bg.b}) rgb.push_back(static_cast<float>(v) / 127.5f - 1);
+    }
+    return torch::tensor(rgb).view({-1, 3});
   }
 
   // Distance of the Gram matrices of the perception model's features to the training images'.

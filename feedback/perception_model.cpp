@@ -1,6 +1,7 @@
 #include "perception_model.h"
 
 #include "error.h"
+#include "shapes/judge.h"
 #include "model_folder.h"
 
 namespace lumen::train {
@@ -63,15 +64,31 @@ torch::Tensor SegmenterImpl::loss(const torch::Tensor& images, const torch::Tens
   return image_losses(forward(images), labels, reduction).mean();
 }
 
+// Each image's per-pixel loss [B,H,W] reduced to [B]: the mean over pixels or
+// the sum over its shape's area (a small shape's few wrong edge pixels weigh
+// as much as a large one's, instead of vanishing in 4096).
+static torch::Tensor reduce_image_losses(const torch::Tensor& per_pixel, const torch::Tensor& labels,
+                                         LossReduction reduction) {
+  if (reduction == LossReduction::pixels) return per_pixel.mean({1, 2});
+  const auto area = (labels > 0).sum({1, 2}).clamp_min(1).to(torch::kFloat);
+  return per_pixel.sum({1, 2}) / area;
+}
+
 torch::Tensor SegmenterImpl::image_losses(const torch::Tensor& logits, const torch::Tensor& labels,
                                           LossReduction reduction) const {
   const auto per_pixel =
       F::cross_entropy(logits.to(torch::kFloat), labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
-  if (reduction == LossReduction::pixels) return per_pixel.mean({1, 2});
-  // Each image's summed loss over its shape's area: a small shape's few wrong
-  // edge pixels weigh as much as a large one's, instead of vanishing in 4096.
-  const auto area = (labels > 0).sum({1, 2}).clamp_min(1).to(torch::kFloat);
-  return per_pixel.sum({1, 2}) / area;
+  return reduce_image_losses(per_pixel, labels, reduction);
+}
+
+torch::Tensor foreground_losses(const torch::Tensor& images, const torch::Tensor& backgrounds, const torch::Tensor& labels,
+                                LossReduction reduction) {
+  constexpr double kSoftness = 5;  // 0-255 RGB units
+  const auto distance = (images.to(torch::kFloat) - backgrounds.view({-1, 3, 1, 1})).mul(127.5).pow(2).sum(1).add(1e-6).sqrt();
+  const auto soft_mask = torch::sigmoid((distance - shapes::kForegroundDistance) / kSoftness);
+  const auto per_pixel = F::binary_cross_entropy(soft_mask, (labels > 0).to(torch::kFloat),
+                                                 F::BinaryCrossEntropyFuncOptions().reduction(torch::kNone));
+  return reduce_image_losses(per_pixel, labels, reduction);
 }
 
 nlohmann::json to_json(const SegmenterConfig& c) {

@@ -54,6 +54,17 @@ void save_segmenter(const std::string& folder, Segmenter& model, nlohmann::json 
 // A trained segmenter, frozen (no gradients to its parameters).
 Segmenter load_segmenter(const std::string& folder);
 
+// ShapesWorld's own definition of foreground (SHAPES.md, judging step 1: RGB
+// distance to the caption's background above 60), made differentiable: a soft
+// mask sigmoid((distance − 60) / 5) of images [B,3,H,W] in [-1,1], and its
+// binary cross-entropy against labels > 0 per image [B], reduced as the
+// segmenter's loss. `backgrounds` [B,3] in [-1,1]. Unlike a learned
+// perception model it cannot be fooled: what it calls foreground is what the
+// judge will (a latent fitted to the learned segmenter alone was judged worse
+// than the VAE's plain reconstruction; see docs/feedback.md).
+torch::Tensor foreground_losses(const torch::Tensor& images, const torch::Tensor& backgrounds, const torch::Tensor& labels,
+                                LossReduction reduction);
+
 // Mean intersection over union of predicted vs true foreground (any shape label).
 double foreground_iou(const torch::Tensor& logits, const torch::Tensor& labels);
 

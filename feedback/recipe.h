@@ -106,6 +106,9 @@ struct FeedbackSpec {
   std::string perceptual_kind = "segmentation";  // segmentation | style (Gram matrices of its features)
   double perceptual_weight = 1.0;
   std::string perceptual_reduction = "pixels";  // pixels (mean) | shape_area (each image's sum over its shape's area)
+  // Weight of ShapesWorld's own foreground rule (foreground_losses) added to
+  // the segmenter's loss, against the same annotation; 0: the segmenter alone.
+  double perceptual_foreground_weight = 0;
   std::vector<RewardTerm> rewards;  // decoupled (or one global) rewards on x0 from pure noise
   // Adversarial feedback: a reward model made discriminator (real = renders).
   std::string adversarial_init;  // a `task: reward` folder; empty: no adversarial stage

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/: clang, AddressSanitizer + UBSan) and
-# runs each for a bounded time: first every saved crash regression once
+# Builds the libFuzzer targets (fuzz/: clang, AddressSanitizer + UBSan), runs
+# the parsers' torch-free unit suites built with the same sanitizers, then
+# runs each target for a bounded time: first every saved crash regression once
 # (fuzz/regressions/<target>/), then new inputs grown from the seed corpus
 # (fuzz/corpus/<target>/, copied: the repository's corpus is not changed).
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]   (default 20 s, all)
@@ -14,6 +15,13 @@ targets=("$@")
 cmake -S fuzz -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
 cmake --build build-fuzz -j "$(nproc)"
+
+# The torch-free unit suites of these parsers, sanitized.
+for suite in build-fuzz/sanitized_test_*; do
+  "$suite" --gtest_brief=1 >build-fuzz/"$(basename "$suite")".log 2>&1 ||
+    { tail -40 build-fuzz/"$(basename "$suite")".log; echo "fuzz: $suite fails under the sanitizers"; exit 1; }
+  echo "fuzz: $(basename "$suite"): $(grep -o '[0-9]* tests\? from [0-9]* test suites\? ran' build-fuzz/"$(basename "$suite")".log | head -1), no sanitizer report"
+done
 
 for t in "${targets[@]}"; do
   bin=build-fuzz/fuzz_$t

@@ -14,6 +14,7 @@
 
 #include "adapters/lora_apply.h"
 #include "error.h"
+#include "io/image_tensor.h"
 #include "io/safetensors_torch.h"
 #include "io/text_file.h"
 #include "model/model_loader.h"
@@ -82,7 +83,7 @@ feedback:
   steps: [1, 2]
   cfg_scale: 1.5
   guidance_rescale: 0.7
-  perceptual: {model: SEG, reduction: shape_area}
+  perceptual: {model: SEG, reduction: shape_area, foreground_weight: 0.5}
   rewards:
     - {model: COLOUR, weight: 1.0, alpha: 1.0}
     - {model: LAYOUT, weight: 0.5, alpha: 1.0}
@@ -370,6 +371,33 @@ TEST(FeedbackParts, ColourLabelsAndShapeAreaLoss) {
   EXPECT_NEAR(model->loss(images, labels, LossReduction::shape_area).item<double>(), per_pixel.sum().item<double>() / area,
               1e-4);
   EXPECT_NEAR(model->loss(images, labels).item<double>(), per_pixel.mean().item<double>(), 1e-6);
+}
+
+TEST(FeedbackParts, ForegroundLossReadsTheJudgesMask) {
+  const auto caption = *shapes::parse_caption("a small blue triangle at the top on a gray background");
+  const auto labels = label_map(caption, 64, 64, shapes::Jitter{}).unsqueeze(0);
+  const auto gray = torch::full({1, 3}, 128 / 127.5 - 1);
+  const auto render = image_tensor(shapes::render(caption, 64, 64)).unsqueeze(0);
+  const auto blurred = torch::avg_pool2d(render, 5, 1, 2, false, false);
+  const auto empty = gray.view({1, 3, 1, 1}).expand({1, 3, 64, 64});
+  const auto loss = [&](const torch::Tensor& image, LossReduction r = LossReduction::shape_area) {
+    return foreground_losses(image, gray, labels, r).item<double>();
+  };
+  // The render is what the judge calls right; blur moves edge pixels under
+  // the judge's threshold, and an empty image misses the whole shape.
+  EXPECT_LT(loss(render), 0.5 * loss(blurred));
+  EXPECT_LT(loss(blurred), loss(empty));
+  EXPECT_GT(loss(empty), 5);  // every shape pixel ~12 nats: sigmoid(−60/5)
+  // shape_area is the pixel mean scaled by pixels / shape area.
+  const double area = (labels > 0).sum().item<double>();
+  EXPECT_NEAR(loss(blurred), loss(blurred, LossReduction::pixels) * 4096 / area, 1e-3 * loss(blurred));
+  // Against the wrong background colour the gray shape's surroundings read as foreground.
+  EXPECT_GT(foreground_losses(render, torch::full({1, 3}, 1.0), labels, LossReduction::shape_area).item<double>(),
+            loss(empty));
+  // Its gradient sharpens: it pushes the blurred shape's pixels away from the background.
+  auto x = blurred.clone().requires_grad_(true);
+  foreground_losses(x, gray, labels, LossReduction::shape_area).sum().backward();
+  EXPECT_GT(x.grad().abs().sum().item<double>(), 0);
 }
 
 TEST(FeedbackParts, ActiveSelectionKeepsTheWorstDistinctPrompts) {

@@ -19,6 +19,8 @@
 #include "runtime.h"
 #include "shapes/judge.h"
 #include "shapes/shapes_world.h"
+#include "perception_model.h"
+#include "shapes_supervision.h"
 
 namespace lumen::cli {
 namespace {
@@ -224,6 +226,8 @@ struct JudgeModelOptions {
   uint64_t seed = 1000;
   bool json = false;
   bool vae_ceiling = false;  // judge the VAE's reconstructions of reference renders instead
+  int64_t best_latent_steps = 0;  // with vae_ceiling: optimise each latent this many steps first
+  std::string best_latent_loss = "mse";  // mse | foreground (mse + ShapesWorld's foreground rule)
   std::string save;      // folder for the images (caption in each PNG's parameters)
   std::string markdown;  // label of the model: print one markdown table row per split
 };
@@ -254,11 +258,36 @@ std::vector<T> spread(const std::vector<T>& all, int64_t count) {
 // The ceiling of a model at a size: its VAE's reconstruction (posterior mean,
 // decoded) of the caption's reference render (unjittered, as evaluation
 // targets are): deterministic, so one image per caption whatever --seeds says.
-RgbImage vae_reconstruction(LoadedModel& model, const Caption& caption, int width, int height) {
-  torch::NoGradGuard no_grad;
+// With optimise_steps > 0, the latent is then fitted by Adam to reproduce the
+// render through the frozen decoder: by pixel MSE, plus with `foreground`
+// ShapesWorld's own foreground rule against the render's mask (the loss PeFL
+// can add). What a latent generator could get from this decoder at best.
+RgbImage vae_reconstruction(LoadedModel& model, const Caption& caption, int width, int height, int64_t optimise_steps,
+                            bool foreground) {
   const auto x = image_tensor(render(caption, width, height)).unsqueeze(0);
-  const auto mean = nn::split_moments(model.vae->encode_moments(x)).mean;
-  return rgb_from_tensor(model.vae->decode(mean)[0].add(1).div(2).clamp(0, 1).permute({1, 2, 0}));
+  torch::Tensor latent;
+  {
+    torch::NoGradGuard no_grad;
+    latent = nn::split_moments(model.vae->encode_moments(x)).mean;
+  }
+  if (optimise_steps > 0) {
+    for (auto& p : model.vae->parameters()) p.set_requires_grad(false);
+    const auto labels = train::label_map(caption, width, height, Jitter{}).unsqueeze(0);
+    const auto bg = kBackgrounds[index_of(caption.background)].rgb;
+    const auto bg_colour = torch::tensor({bg.r / 127.5f - 1, bg.g / 127.5f - 1, bg.b / 127.5f - 1}).view({1, 3});
+    latent = latent.clone().set_requires_grad(true);
+    torch::optim::Adam adam({latent}, torch::optim::AdamOptions(0.05));
+    for (int64_t i = 0; i < optimise_steps; ++i) {
+      adam.zero_grad();
+      const auto decoded = model.vae->decode(latent);
+      auto loss = torch::mse_loss(decoded, x);
+      if (foreground) loss = loss + train::foreground_losses(decoded, bg_colour, labels, train::LossReduction::shape_area).mean();
+      loss.backward();
+      adam.step();
+    }
+  }
+  torch::NoGradGuard no_grad;
+  return rgb_from_tensor(model.vae->decode(latent.detach())[0].add(1).div(2).clamp(0, 1).permute({1, 2, 0}));
 }
 
 // Generates and judges in one process what scripts/eval_shapes_model.sh does
@@ -290,7 +319,8 @@ int run_judge_model(const JudgeModelOptions& o) {
       g.prompt = caption_text(caption);
       std::vector<RgbImage> images;
       if (o.vae_ceiling) {
-        images.push_back(vae_reconstruction(*model, caption, static_cast<int>(settings.width), static_cast<int>(settings.height)));
+        images.push_back(vae_reconstruction(*model, caption, static_cast<int>(settings.width), static_cast<int>(settings.height),
+                                             o.best_latent_steps, o.best_latent_loss == "foreground"));
       } else {
         const auto generated = pipeline.generate(g).images;
         for (int64_t i = 0; i < generated.size(0); ++i) images.push_back(rgb_from_tensor(generated[i]));
@@ -372,6 +402,13 @@ Runner add_shapes_command(CLI::App& app) {
   judge_cmd->add_option("--resadapter", jm->adapters.resadapter, "ResAdapter PATH[:SCALE] (folder or LORA,NORMS)");
   judge_cmd->add_flag("--vae-ceiling", jm->vae_ceiling,
                       "judge the model's VAE reconstructions of the reference renders (the ceiling at this size; one image per caption)");
+  judge_cmd->add_option("--best-latent", jm->best_latent_steps,
+                        "with --vae-ceiling: first fit each latent to the render through the decoder for N Adam steps "
+                        "(the decoder's own ceiling)")
+      ->check(CLI::Range(int64_t{0}, int64_t{10000}))->needs("--vae-ceiling");
+  judge_cmd->add_option("--best-latent-loss", jm->best_latent_loss,
+                        "what --best-latent fits: mse (pixels) or foreground (pixels + ShapesWorld's foreground rule)")
+      ->check(CLI::IsMember({"mse", "foreground"}))->capture_default_str();
   judge_cmd->add_flag("--json", jm->json, "print JSON");
   judge_cmd->add_option("--markdown", jm->markdown, "print one markdown table row per split, labelled with this")
       ->excludes("--json");
