@@ -99,51 +99,6 @@ const json kSmall = {{"prompt", "a small red circle at the top on a white backgr
 
 }  // namespace
 
-// ---- pieces ----
-
-TEST(ServerPieces, Base64RoundTripAndStrictDecoding) {
-  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)})
-    EXPECT_EQ(base64_decode(base64_encode(s)).value_or("?"), s.empty() ? "?" : s);
-  EXPECT_EQ(base64_decode("data:image/png;base64,aGVsbG8=").value_or(""), "hello");
-  EXPECT_EQ(base64_decode("aGVs\nbG8=").value_or(""), "hello");
-  for (const char* bad : {"aGVsbG8", "aGV$bG8=", "a===", "=aGV", "aG=sbG8=", "data:text/plain,aGVsbG8=", "data:P,x",
-                          "data:;base64"})
-    EXPECT_FALSE(base64_decode(bad)) << bad;
-}
-
-TEST(ServerPieces, AuthComparesSecretsAndRejectsMalformedCredentials) {
-  EXPECT_TRUE(constant_time_equals("secret", "secret"));
-  EXPECT_FALSE(constant_time_equals("secret", "secreT"));
-  EXPECT_FALSE(constant_time_equals("secret", "secret2"));
-  const Auth key = Auth::api_key("k1");
-  EXPECT_TRUE(key.allows("Bearer k1"));
-  EXPECT_FALSE(key.allows("Bearer k2"));
-  EXPECT_FALSE(key.allows("k1"));
-  const Auth basic = Auth::basic("ann:pw1,bob:pw2");
-  EXPECT_TRUE(basic.allows("Basic " + base64_encode("bob:pw2")));
-  EXPECT_FALSE(basic.allows("Basic " + base64_encode("bob:pw1")));
-  EXPECT_FALSE(basic.allows("Basic !!!"));
-  EXPECT_THROW(Auth::basic("nopassword"), lumen::Error);
-  EXPECT_THROW(Auth::basic("a:b,"), lumen::Error);
-}
-
-TEST(ServerPieces, LoraTagsAndSamplerNames) {
-  std::vector<LoraTag> tags;
-  EXPECT_EQ(extract_lora_tags("a <lora:one:0.5> cat <lyco:two> <lora:three:0.7:0.2>", tags), "a  cat  ");
-  ASSERT_EQ(tags.size(), 3u);
-  EXPECT_EQ(tags[0].name, "one");
-  EXPECT_FLOAT_EQ(tags[0].weight, 0.5f);
-  EXPECT_FLOAT_EQ(tags[1].weight, 1.0f);
-  EXPECT_FLOAT_EQ(tags[2].weight, 0.7f);
-  EXPECT_THROW(extract_lora_tags("<lora:x:heavy>", tags), ApiError);
-  EXPECT_EQ(extract_lora_tags(std::string(1 << 20, '<') + "lora:", tags).size(), (1u << 20) + 5);  // no tag, no hang
-  EXPECT_EQ(lumen_sampler("Euler a", "").value_or(""), "euler_a");
-  EXPECT_EQ(lumen_sampler("k_euler", "").value_or(""), "euler");
-  EXPECT_EQ(lumen_sampler("DPM++ 2M", "Karras").value_or(""), "dpm++_2m_karras");
-  EXPECT_FALSE(lumen_sampler("Euler", "Karras"));
-  EXPECT_FALSE(lumen_sampler("Heun", ""));
-}
-
 // ---- over HTTP ----
 
 TEST(Server, ListsModelsSamplersLorasAndServesThePage) {
