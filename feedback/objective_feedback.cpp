@@ -305,18 +305,6 @@ class FeedbackObjective : public DiffusionObjective {
     return losses;
   }
 
-  // [B,3] in [-1,1]: each caption's background colour.
-  static torch::Tensor background_colours(const std::vector<std::string>& captions) {
-    std::vector<float> rgb;
-    for (const auto& text : captions) {
-      const auto c = shapes::parse_caption(text);
-      if (!c) throw Error("feedback", "'" + text + "' is not a ShapesWorld caption");
-      const auto bg = shapes::kBackgrounds[shapes::index_of(c->background)].rgb;
-      for (uint8_t v : {bg.r, bg.g, bg.b}) rgb.push_back(static_cast<float>(v) / 127.5f - 1);
-    }
-    return torch::tensor(rgb).view({-1, 3});
-  }
-
   // Distance of the Gram matrices of the perception model's features to the training images'.
   torch::Tensor style_loss(const torch::Tensor& images, const torch::Tensor& originals) {
     const auto ours = perception_->features(images);

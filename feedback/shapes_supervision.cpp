@@ -98,6 +98,21 @@ torch::Tensor caption_features(const std::vector<std::string>& captions) {
   return torch::stack(rows);
 }
 
+torch::Tensor background_colour(const shapes::Caption& caption) {
+  const auto bg = shapes::kBackgrounds[shapes::index_of(caption.background)].rgb;
+  return torch::tensor({bg.r / 127.5f - 1, bg.g / 127.5f - 1, bg.b / 127.5f - 1});
+}
+
+torch::Tensor background_colours(const std::vector<std::string>& captions) {
+  std::vector<torch::Tensor> rows;
+  for (const auto& text : captions) {
+    const auto c = shapes::parse_caption(text);
+    if (!c) throw Error("caption '" + text + "'", "is not a ShapesWorld caption (its background colour is unknown)");
+    rows.push_back(background_colour(*c));
+  }
+  return torch::stack(rows);
+}
+
 const char* dimension_name(RewardDimension d) {
   switch (d) {
     case RewardDimension::colour: return "colour";

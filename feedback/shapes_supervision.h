@@ -40,6 +40,11 @@ torch::Tensor caption_features(const shapes::Caption& caption);  // [19] float32
 // [B,19]; throws lumen::Error for a caption that is not a ShapesWorld caption.
 torch::Tensor caption_features(const std::vector<std::string>& captions);
 
+// A caption's background colour [3] in [-1,1], as image tensors hold colours.
+torch::Tensor background_colour(const shapes::Caption& caption);
+// [B,3]; throws lumen::Error for a caption that is not a ShapesWorld caption.
+torch::Tensor background_colours(const std::vector<std::string>& captions);
+
 // The aesthetic dimensions of ShapesWorld, each judged by its own reward model;
 // `global` is the ablation's single reward for all of them.
 enum class RewardDimension { colour, shape, layout, background, global };

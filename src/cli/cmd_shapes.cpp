@@ -273,8 +273,7 @@ RgbImage vae_reconstruction(LoadedModel& model, const Caption& caption, int widt
   if (optimise_steps > 0) {
     for (auto& p : model.vae->parameters()) p.set_requires_grad(false);
     const auto labels = train::label_map(caption, width, height, Jitter{}).unsqueeze(0);
-    const auto bg = kBackgrounds[index_of(caption.background)].rgb;
-    const auto bg_colour = torch::tensor({bg.r / 127.5f - 1, bg.g / 127.5f - 1, bg.b / 127.5f - 1}).view({1, 3});
+    const auto bg_colour = train::background_colour(caption).unsqueeze(0);
     latent = latent.clone().set_requires_grad(true);
     torch::optim::Adam adam({latent}, torch::optim::AdamOptions(0.05));
     for (int64_t i = 0; i < optimise_steps; ++i) {
