@@ -1,6 +1,7 @@
 #include "adapters/lora_format.h"
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "error.h"
@@ -152,6 +153,49 @@ torch::Tensor lokr_product(const ModuleDelta& d) {
   return torch::kron(w1, w2);
 }
 
+// The shape lora_product / loha_product / lokr_product would give, from the
+// factors' shapes alone (validate() has checked their ranks and dimensions).
+std::vector<int64_t> delta_shape(const ModuleDelta& d, const std::string& where) {
+  auto sizes = [](const torch::Tensor& t) { return t.sizes().vec(); };
+  auto tucker = [](const torch::Tensor& t, const torch::Tensor& a, const torch::Tensor& b) {
+    return std::vector<int64_t>{a.size(1), b.size(1), t.size(2), t.size(3)};
+  };
+  switch (d.kind) {
+    case DeltaKind::LoRA: {
+      const auto& down = *d.part("lora_down");
+      const int64_t out = d.part("lora_up")->size(0);
+      if (const torch::Tensor* mid = d.part("lora_mid")) return {out, down.size(1), mid->size(2), mid->size(3)};
+      return {out, down.flatten(1).size(1)};
+    }
+    case DeltaKind::LoHa: {
+      auto half = [&](const std::string& n) {
+        const auto& a = *d.part("hada_w" + n + "_a");
+        const auto& b = *d.part("hada_w" + n + "_b");
+        const torch::Tensor* t = d.part("hada_t" + n);
+        return t ? tucker(*t, a, b) : std::vector<int64_t>{a.size(0), b.size(1)};
+      };
+      const auto first = half("1"), second = half("2");
+      if (first != second)  // multiplied element by element
+        throw Error(where, d.key + ": the two LoHa halves have shapes " + shape_str(first) + " and " + shape_str(second));
+      return first;
+    }
+    case DeltaKind::LoKr: {
+      auto w1 = d.part("lokr_w1") ? sizes(*d.part("lokr_w1"))
+                                  : std::vector<int64_t>{d.part("lokr_w1_a")->size(0), d.part("lokr_w1_b")->size(1)};
+      std::vector<int64_t> w2;
+      if (d.part("lokr_w2")) w2 = sizes(*d.part("lokr_w2"));
+      else if (d.part("lokr_t2")) w2 = tucker(*d.part("lokr_t2"), *d.part("lokr_w2_a"), *d.part("lokr_w2_b"));
+      else w2 = {d.part("lokr_w2_a")->size(0), d.part("lokr_w2_b")->size(1)};
+      while (w1.size() < w2.size()) w1.push_back(1);
+      while (w2.size() < w1.size()) w2.push_back(1);
+      for (size_t i = 0; i < w1.size(); ++i)  // the Kronecker product's shape (saturated: no overflow)
+        if (__builtin_mul_overflow(w1[i], w2[i], &w1[i])) w1[i] = std::numeric_limits<int64_t>::max();
+      return w1;
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 const torch::Tensor* ModuleDelta::part(const std::string& role) const {
@@ -189,10 +233,15 @@ LoraFile read_lora_file(const std::string& path) {
     const Prefix* prefix = nullptr;
     for (const auto& p : known_prefixes())
       if (key.rfind(p.text, 0) == 0) prefix = &p;
-    if (!suffix || !prefix || !tensor.is_floating_point()) {
+    if (!suffix || !prefix) {
       file.ignored_keys.push_back(key);
       continue;
     }
+    // An integer alpha is a number like any other; integer or boolean weights are not weights.
+    const bool integral_alpha = suffix->second == "alpha" && c10::isIntegralType(tensor.scalar_type(), false);
+    if (!tensor.is_floating_point() && !integral_alpha)
+      throw Error(path, key + ": has dtype " + std::string(c10::toString(tensor.scalar_type())) +
+                            "; LoRA weights must be floating point");
     const std::string module_key = key.substr(0, key.size() - suffix->first.size() - 1);
     ModuleDelta& d = by_key[module_key];
     if (d.key.empty()) {
@@ -213,6 +262,8 @@ LoraFile read_lora_file(const std::string& path) {
     d.kind = kind;
     if (d.parts.count(role)) throw Error(path, key + ": " + role + " given twice (PEFT and kohya names for one module?)");
     d.parts[role] = tensor.to(torch::TensorOptions().dtype(torch::kFloat), false, /*copy=*/true);
+    if (!torch::isfinite(d.parts[role]).all().item<bool>())
+      throw Error(path, key + ": holds non-finite values (NaN or inf)");
   }
   for (auto& [key, d] : by_key) {
     if (d.parts.empty()) throw Error(path, key + ".alpha: an alpha without weights");
@@ -233,17 +284,21 @@ torch::Tensor dense_delta(const ModuleDelta& d, at::IntArrayRef weight_shape, co
       throw Error(where, d.key + ": lora_down kernel " + shape_str(down.sizes()) + " does not fit the module weight " +
                              shape_str(weight_shape));
   }
+  // Checked from the factors' shapes before the product is formed: a hostile
+  // file's factors can multiply out to terabytes.
+  const std::vector<int64_t> shape = delta_shape(d, where);
+  double numel = 1, weight_numel = 1;
+  for (int64_t n : shape) numel *= static_cast<double>(n);
+  for (int64_t n : weight_shape) weight_numel *= static_cast<double>(n);
+  if (weight_shape.empty() || shape.empty() || shape[0] != weight_shape[0] || numel != weight_numel)
+    throw Error(where, d.key + ": the change has shape " + shape_str(shape) + " but the module weight is " +
+                           shape_str(weight_shape));
   torch::Tensor m;
   switch (d.kind) {
     case DeltaKind::LoRA: m = lora_product(d); break;
     case DeltaKind::LoHa: m = loha_product(d); break;
     case DeltaKind::LoKr: m = lokr_product(d); break;
   }
-  int64_t numel = 1;
-  for (int64_t n : weight_shape) numel *= n;
-  if (weight_shape.empty() || m.size(0) != weight_shape[0] || m.numel() != numel)
-    throw Error(where, d.key + ": the change has shape " + shape_str(m.sizes()) + " but the module weight is " +
-                           shape_str(weight_shape));
   return m.reshape(weight_shape) * d.alpha_scale();
 }
 

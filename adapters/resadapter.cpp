@@ -1,9 +1,9 @@
 #include "adapters/resadapter.h"
 
 #include <filesystem>
-#include <regex>
 #include <sstream>
 
+#include "convert/key_path.h"
 #include "error.h"
 #include "io/safetensors_torch.h"
 
@@ -18,11 +18,29 @@ std::string shape_str(at::IntArrayRef shape) {
   return s.str();
 }
 
+// "(down_blocks.N|mid_block|up_blocks.N).resnets.N.norm(1|2).(weight|bias)"; a
+// scan, not std::regex, which recurses per character of a stranger's key.
+bool is_resnet_norm_key(const std::string& key) {
+  using key_path::parse_index;
+  const auto p = key_path::split_dots(key);
+  size_t i = 0;
+  if (p.size() == 5 && p[0] == "mid_block") i = 1;
+  else if (p.size() == 6 && (p[0] == "down_blocks" || p[0] == "up_blocks") && parse_index(p[1]) >= 0) i = 2;
+  else return false;
+  return p[i] == "resnets" && parse_index(p[i + 1]) >= 0 && (p[i + 2] == "norm1" || p[i + 2] == "norm2") &&
+         (p[i + 3] == "weight" || p[i + 3] == "bias");
+}
+
 }  // namespace
 
 ResAdapterFiles resadapter_files(const std::string& path) {
   const auto comma = path.find(',');
-  if (comma != std::string::npos) return {path.substr(0, comma), path.substr(comma + 1)};
+  if (comma != std::string::npos) {
+    ResAdapterFiles files{path.substr(0, comma), path.substr(comma + 1)};
+    if (files.lora.empty() || files.norms.empty())
+      throw Error(path, "names an empty file; give the folder or LORA_FILE,NORMS_FILE");
+    return files;
+  }
   if (!std::filesystem::is_directory(path))
     throw Error(path, "is not a ResAdapter folder; give the folder or LORA_FILE,NORMS_FILE");
   ResAdapterFiles files{path + "/pytorch_lora_weights.safetensors", path + "/diffusion_pytorch_model.safetensors"};
@@ -32,14 +50,18 @@ ResAdapterFiles resadapter_files(const std::string& path) {
 }
 
 ResAdapterWeights read_resadapter(const ResAdapterFiles& files) {
-  static const std::regex resnet_norm(R"((down_blocks\.\d+|mid_block|up_blocks\.\d+)\.resnets\.\d+\.norm[12]\.(weight|bias))");
   ResAdapterWeights w;
   w.lora = std::make_shared<LoraFile>(read_lora_file(files.lora));
   w.norms_path = files.norms;
   for (const auto& [key, tensor] : load_safetensors(files.norms)) {
-    if (!std::regex_match(key, resnet_norm) || !tensor.is_floating_point() || tensor.dim() != 1)
-      throw Error(files.norms, key + ": not a ResNet GroupNorm parameter (expected e.g. down_blocks.0.resnets.0.norm1.weight, 1-D)");
+    if (!is_resnet_norm_key(key))
+      throw Error(files.norms, key + ": not a ResNet GroupNorm parameter (expected e.g. down_blocks.0.resnets.0.norm1.weight)");
+    if (!tensor.is_floating_point() || tensor.dim() != 1)
+      throw Error(files.norms, key + ": must be a 1-D floating-point tensor; it is " +
+                                   std::string(c10::toString(tensor.scalar_type())) + " of shape " + shape_str(tensor.sizes()));
     w.norms[key] = tensor.to(torch::TensorOptions().dtype(torch::kFloat), false, /*copy=*/true);
+    if (!torch::isfinite(w.norms[key]).all().item<bool>())
+      throw Error(files.norms, key + ": holds non-finite values (NaN or inf)");
   }
   if (w.norms.empty()) throw Error(files.norms, "holds no GroupNorm parameters; is it a ResAdapter norm file?");
   return w;

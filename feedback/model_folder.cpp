@@ -25,11 +25,24 @@ nlohmann::json read_model_config(const std::string& folder, const std::string& k
   if (!fs::is_regular_file(file))
     throw Error(folder, "is not a " + kind + " folder (no config.json; train one with a `task: " + kind + "` recipe)");
   const nlohmann::json config = read_json_file(file);
-  if (!config.is_object() || config.value("kind", std::string()) != kind)
-    throw Error(file, "is a '" + (config.is_object() ? config.value("kind", std::string("?")) : std::string("?")) +
-                          "' model, not a " + kind);
+  if (!config.is_object()) throw Error(file, "is not a JSON object (a " + kind + " config)");
+  const std::string found = config_field<std::string>(config, "kind", "?", file);
+  if (found != kind) throw Error(file, "is a '" + found + "' model, not a " + kind);
   return config;
 }
+
+template <class T>
+T config_field(const nlohmann::json& config, const char* key, T fallback, const std::string& where) {
+  if (!config.contains(key)) return fallback;
+  try {
+    return config.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(where, std::string("config field '") + key + "' has the wrong type");
+  }
+}
+template std::string config_field(const nlohmann::json&, const char*, std::string, const std::string&);
+template int64_t config_field(const nlohmann::json&, const char*, int64_t, const std::string&);
+template std::vector<int64_t> config_field(const nlohmann::json&, const char*, std::vector<int64_t>, const std::string&);
 
 void load_model_weights(const std::string& folder, torch::nn::Module& module) {
   const std::string file = folder + "/model.safetensors";

@@ -12,6 +12,11 @@ namespace lumen::train {
 void save_model_folder(const std::string& folder, torch::nn::Module& module, const nlohmann::json& config);
 // config.json of a folder, checked to be of `kind` (a clear error otherwise).
 nlohmann::json read_model_config(const std::string& folder, const std::string& kind);
+// A config field read as T, `fallback` when absent; a wrong type is an error
+// naming `where` and the field.
+template <class T>
+T config_field(const nlohmann::json& config, const char* key, T fallback, const std::string& where);
+
 // Copies every parameter and buffer of `module` from the folder's weights.
 void load_model_weights(const std::string& folder, torch::nn::Module& module);
 

@@ -97,15 +97,12 @@ nlohmann::json to_json(const SegmenterConfig& c) {
 
 SegmenterConfig segmenter_config(const nlohmann::json& j, const std::string& where) {
   SegmenterConfig c;
-  try {
-    c.resolution = j.value("resolution", c.resolution);
-    c.channels = j.value("channels", c.channels);
-    c.classes = j.value("classes", c.classes);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(where, std::string("bad segmenter config: ") + e.what());
-  }
-  if (c.resolution < 8 || c.resolution > 4096 || c.classes < 2 || c.channels.empty() || c.channels.size() > 6)
-    throw Error(where, "bad segmenter config (resolution 8..4096, classes >= 2, 1..6 channel levels)");
+  c.resolution = config_field(j, "resolution", c.resolution, where);
+  c.channels = config_field(j, "channels", c.channels, where);
+  c.classes = config_field(j, "classes", c.classes, where);
+  if (c.resolution < 8 || c.resolution > 4096 || c.classes < 2 || c.classes > 1024 || c.channels.empty() ||
+      c.channels.size() > 6)
+    throw Error(where, "bad segmenter config (resolution 8..4096, classes 2..1024, 1..6 channel levels)");
   for (auto ch : c.channels)
     if (ch < 1 || ch > 4096) throw Error(where, "segmenter channels must be in 1..4096");
   return c;

@@ -312,6 +312,7 @@ Recipe parse_recipe(const std::string& path, const YAML::Node& root) {
            : task == "resadapter" ? Task::ResAdapter
                                  : Task::Diffusion;
   r.output = f.required<std::string>("output");
+  if (r.output.empty()) throw f.error("output", "is empty; name the run's folder");
   r.seed = f.get<uint64_t>("seed", 0);
   r.threads = static_cast<int>(f.integer("threads", 0, 0, 1024));
   r.steps = f.integer("steps", 0, 1, 1'000'000'000);

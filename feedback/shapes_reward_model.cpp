@@ -51,14 +51,10 @@ nlohmann::json to_json(const ShapesRewardConfig& c) {
 
 ShapesRewardConfig reward_config(const nlohmann::json& j, const std::string& where) {
   ShapesRewardConfig c;
-  try {
-    c.dimension = j.value("dimension", c.dimension);
-    c.resolution = j.value("resolution", c.resolution);
-    c.channels = j.value("channels", c.channels);
-    c.hidden = j.value("hidden", c.hidden);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(where, std::string("bad reward model config: ") + e.what());
-  }
+  c.dimension = config_field(j, "dimension", c.dimension, where);
+  c.resolution = config_field(j, "resolution", c.resolution, where);
+  c.channels = config_field(j, "channels", c.channels, where);
+  c.hidden = config_field(j, "hidden", c.hidden, where);
   parse_dimension(c.dimension, where);
   if (c.resolution < 16 || c.resolution > 1024 || c.channels.empty() || c.channels.size() > 6 || c.hidden < 1 ||
       c.hidden > 4096)

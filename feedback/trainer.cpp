@@ -240,8 +240,14 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   const std::string out = recipe.output;
   const std::string ckpt_dir = out + "/checkpoints";
   const std::string resume_from = latest_checkpoint(ckpt_dir);
-  if (!options.resume && fs::exists(out) && !fs::is_empty(out))
-    throw Error(out, "already holds a training run; pass --resume to continue it, or choose another output");
+  if (fs::exists(out) && !fs::is_directory(out)) throw Error(out, "is not a folder; output names the run's folder");
+  if (fs::exists(out) && !fs::is_empty(out)) {
+    // Never write a run into a folder of the user's own files.
+    if (!fs::exists(out + "/recipe.yaml"))
+      throw Error(out, "holds files but no training run (no recipe.yaml); choose a new or empty folder");
+    if (!options.resume)
+      throw Error(out, "already holds a training run; pass --resume to continue it, or choose another output");
+  }
   if (fs::exists(out + "/final/DONE")) throw Error(out, "this run has finished; its model is in " + out + "/final");
   // Data and models first: a recipe that cannot start must not leave a run folder behind.
   auto dataset = make_dataset(recipe.dataset);

@@ -56,6 +56,9 @@ ScheduleConfig parse_schedule_config(const json& j, const std::string& where) {
     throw Error(where, "scheduler field 'num_train_timesteps' must be in [2, 100000]");
   c.beta_start = field<double>(j, "beta_start", 0.0001, where);
   c.beta_end = field<double>(j, "beta_end", 0.02, where);
+  // Outside 0 < start ≤ end < 1 the schedule's ᾱ leaves (0, 1] and sampling gives NaN.
+  if (!(c.beta_start > 0 && c.beta_start <= c.beta_end && c.beta_end < 1))
+    throw Error(where, "scheduler fields 'beta_start' and 'beta_end' must satisfy 0 < beta_start <= beta_end < 1");
   c.beta_schedule = choice<BetaSchedule>(j, "beta_schedule",
                                          {{"linear", BetaSchedule::Linear},
                                           {"scaled_linear", BetaSchedule::ScaledLinear},
@@ -64,6 +67,8 @@ ScheduleConfig parse_schedule_config(const json& j, const std::string& where) {
   c.trained_betas = field<std::vector<double>>(j, "trained_betas", {}, where);
   if (!c.trained_betas.empty() && static_cast<int64_t>(c.trained_betas.size()) != c.num_train_timesteps)
     throw Error(where, "scheduler field 'trained_betas' must have num_train_timesteps entries");
+  for (double b : c.trained_betas)
+    if (!(b > 0 && b < 1)) throw Error(where, "scheduler field 'trained_betas' must hold values in (0, 1)");
   c.prediction = choice<Prediction>(j, "prediction_type",
                                     {{"epsilon", Prediction::Epsilon},
                                      {"v_prediction", Prediction::V},
@@ -75,10 +80,14 @@ ScheduleConfig parse_schedule_config(const json& j, const std::string& where) {
                                {"linspace", Spacing::Linspace}},
                               Spacing::Leading, where);
   c.steps_offset = field<int64_t>(j, "steps_offset", 0, where);
+  if (c.steps_offset < 0 || c.steps_offset >= c.num_train_timesteps)
+    throw Error(where, "scheduler field 'steps_offset' must be in [0, num_train_timesteps)");
   c.zero_terminal_snr = field<bool>(j, "rescale_betas_zero_snr", false, where);
   c.set_alpha_to_one = field<bool>(j, "set_alpha_to_one", true, where);
   c.clip_sample = field<bool>(j, "clip_sample", false, where);
   c.clip_sample_range = field<double>(j, "clip_sample_range", 1.0, where);
+  if (!(c.clip_sample_range > 0 && std::isfinite(c.clip_sample_range)))
+    throw Error(where, "scheduler field 'clip_sample_range' must be a positive number");
   c.use_karras_sigmas = field<bool>(j, "use_karras_sigmas", false, where);
   c.eta = field<double>(j, "eta", 0.0, where);
   if (!std::isfinite(c.eta) || c.eta < 0) throw Error(where, "scheduler field 'eta' must be ≥ 0");

@@ -100,4 +100,25 @@ bool blas_is_reference() {
          lib.find("blis") == std::string::npos;
 }
 
+std::string describe_error(const std::exception& e, bool* out_of_memory) {
+  if (out_of_memory) *out_of_memory = false;
+  const auto* torch_error = dynamic_cast<const c10::Error*>(&e);
+  if (!torch_error) return e.what();
+  const std::string message = torch_error->what_without_backtrace();
+  // DefaultCPUAllocator: "... you tried to allocate N bytes. Error code 12 ..."
+  if (message.find("can't allocate memory") == std::string::npos) return message;
+  if (out_of_memory) *out_of_memory = true;
+  const std::string marker = "you tried to allocate ";
+  const size_t at = message.find(marker);
+  std::ostringstream s;
+  s << "out of memory";
+  if (at != std::string::npos) {
+    const double bytes = std::strtod(message.c_str() + at + marker.size(), nullptr);
+    s.precision(3);
+    s << " (an allocation of " << bytes / (1 << 30) << " GiB failed)";
+  }
+  s << ": ask for smaller images, a smaller batch or a smaller model";
+  return s.str();
+}
+
 }  // namespace lumen

@@ -1,5 +1,6 @@
 // Process-wide runtime settings: threads, asset lookup, BLAS sanity.
 #pragma once
+#include <exception>
 #include <string>
 
 namespace lumen {
@@ -36,5 +37,10 @@ bool cpu_runs_bf16_fast();
 // reference implementation rather than OpenBLAS.
 std::string loaded_blas_library();
 bool blas_is_reference();
+
+// An exception's text for the user: LibTorch's errors without their C++
+// backtrace, and its allocator's failures as "out of memory (… GB asked)".
+// Sets *out_of_memory when it was one.
+std::string describe_error(const std::exception& e, bool* out_of_memory = nullptr);
 
 }  // namespace lumen

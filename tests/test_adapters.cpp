@@ -291,6 +291,55 @@ TEST_F(Adapters, BadInputNamesTheFileAndKey) {
                "lora_unet_mid_block_attn_to_k");
 }
 
+TEST_F(Adapters, HostileFactorsAreRefusedBeforeTheyAreMultiplied) {
+  // A LoKr whose Kronecker product would be [1e6, 1e6] (4 TB) for a [6, 8] layer:
+  // refused from the factors' shapes, before any product is formed.
+  const std::string huge = write("lokr_huge.safetensors", {{"lora_unet_attn1_to_q.lokr_w1", torch::zeros({1000, 1000})},
+                                                           {"lora_unet_attn1_to_q.lokr_w2", torch::zeros({1000, 1000})}});
+  expect_error([&] { LoraStack(components(), ApplyMode::Merge).add("h", read(huge), 1.0); }, huge,
+               "the change has shape [1000000, 1000000]");
+  // The same for a LoRA's up x down.
+  const std::string wide = write("lora_wide.safetensors", {{"lora_unet_attn1_to_q.lora_down.weight", torch::zeros({2, 20000})},
+                                                           {"lora_unet_attn1_to_q.lora_up.weight", torch::zeros({20000, 2})}});
+  expect_error([&] { LoraStack(components(), ApplyMode::Runtime).add("w", read(wide), 1.0); }, wide, "[20000, 20000]");
+  // LoHa halves that cannot be multiplied element by element.
+  const std::string loha = write("loha.safetensors", {{"lora_unet_attn1_to_q.hada_w1_a", torch::randn({6, 2})},
+                                                      {"lora_unet_attn1_to_q.hada_w1_b", torch::randn({2, 8})},
+                                                      {"lora_unet_attn1_to_q.hada_w2_a", torch::randn({3, 2})},
+                                                      {"lora_unet_attn1_to_q.hada_w2_b", torch::randn({2, 8})}});
+  expect_error([&] { LoraStack(components(), ApplyMode::Merge).add("l", read(loha), 1.0); }, loha, "two LoHa halves");
+}
+
+TEST_F(Adapters, NonFiniteOrNonFloatWeightsAreRefused) {
+  auto nan_up = kohya_lora(2, 1.0);
+  nan_up["lora_unet_conv1.lora_up.weight"][0][0][0][0] = std::nan("");
+  const std::string nan_file = write("nan.safetensors", nan_up);
+  expect_error([&] { read(nan_file); }, nan_file, "lora_unet_conv1.lora_up.weight: holds non-finite values");
+  auto inf_down = kohya_lora(2, 1.0);
+  inf_down["lora_unet_attn1_to_q.lora_down.weight"].fill_(INFINITY);
+  const std::string inf_file = write("inf.safetensors", inf_down);
+  expect_error([&] { read(inf_file); }, inf_file, "non-finite");
+  auto ints = kohya_lora(2, 1.0);
+  ints["lora_unet_conv1.lora_up.weight"] = torch::ones({6, 2, 1, 1}, torch::kInt8);
+  const std::string int_file = write("int8.safetensors", ints);
+  expect_error([&] { read(int_file); }, int_file, "lora_unet_conv1.lora_up.weight: has dtype Char");
+  // An integer alpha is read as the number it is.
+  auto int_alpha = kohya_lora(2, 1.0);
+  int_alpha["lora_unet_conv1.alpha"] = torch::tensor(int64_t{4});
+  const auto file = read(write("int_alpha.safetensors", int_alpha));
+  for (const auto& m : file->modules)
+    if (m.key == "lora_unet_conv1") EXPECT_DOUBLE_EQ(m.alpha_scale(), 2.0);
+
+  const std::string norms = write("norms.safetensors", {{"down_blocks.0.resnets.0.norm1.weight", torch::full({4}, NAN)}});
+  const std::string lora = write("res_lora.safetensors", kohya_lora(2, 1.0));
+  expect_error([&] { read_resadapter({lora, norms}); }, norms, "down_blocks.0.resnets.0.norm1.weight: holds non-finite");
+  // A stranger's key of 200,000 digits: refused without recursing per character.
+  const std::string long_key = "down_blocks." + std::string(200000, '1') + ".resnets.0.norm1.weight";
+  const std::string long_file = write("long.safetensors", {{long_key, torch::ones({4})}});
+  expect_error([&] { read_resadapter({lora, long_file}); }, long_file, "not a ResNet GroupNorm parameter");
+  expect_error([&] { resadapter_files(lora + ","); }, lora + ",", "names an empty file");
+}
+
 TEST_F(Adapters, UnmatchedKeysAreReported) {
   auto t = kohya_lora(2, 1.0);
   t["lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight"] = torch::randn({2, 8});

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/image_io.h"
+#include "io/safetensors_torch.h"
 #include "model/random_model.h"
 
 namespace {
@@ -131,6 +132,23 @@ TEST_F(CliTest, HostileInputProbesAreClearErrors) {
                                    << "dataset: {type: folder, path: " << d << "/no-images}\n"
                                    << "model: {base: " << dir_ << "/tiny}\n";
   ASSERT_EQ(std::system(("mkdir -p " + d + "/no-images").c_str()), 0);
+  // Found by a second round of probing: a config dividing by zero (SIGFPE), one
+  // NaN weight drawing a black PNG with exit 0, a recipe writing its run into /.
+  ASSERT_EQ(std::system(("cp -r " + dir_ + "/tiny " + d + "/heads0 && cp -r " + dir_ + "/tiny " + d + "/nan").c_str()), 0);
+  auto unet_config = nlohmann::json::parse(slurp(d + "/heads0/unet/config.json"));
+  unet_config["attention_head_dim"] = 0;
+  std::ofstream(d + "/heads0/unet/config.json") << unet_config.dump();
+  auto unet_weights = lumen::load_safetensors(d + "/nan/unet/diffusion_pytorch_model.safetensors");
+  auto poisoned = unet_weights.at("conv_in.weight").clone();  // the loaded tensors map the file read-only
+  poisoned.view(-1)[0] = std::nan("");
+  unet_weights["conv_in.weight"] = poisoned;
+  lumen::save_safetensors(d + "/nan/unet/diffusion_pytorch_model.safetensors", unet_weights);
+  std::ofstream(d + "/root.yaml") << "task: diffusion\noutput: \"\"\nsteps: 2\n"
+                                  << "dataset: {type: shapes, width: 32, height: 32}\n"
+                                  << "model: {base: " << dir_ << "/tiny}\n";
+  std::ofstream(d + "/mine.yaml") << "task: diffusion\noutput: " << d << "\nsteps: 2\n"
+                                  << "dataset: {type: shapes, width: 32, height: 32}\n"
+                                  << "model: {base: " << dir_ << "/tiny}\n";
   const std::vector<std::pair<std::string, std::string>> probes = {
       {gen("-p \"" + repeat("a red circle, ", 2200) + "\" -o " + d + "/x.png"), "prompt: is 30800 bytes long"},
       {gen("-p \"" + repeat("a red circle, ", 1000) + "\" -o " + d + "/x.png"), "prompt: needs more than 32 chunks"},
@@ -147,6 +165,15 @@ TEST_F(CliTest, HostileInputProbesAreClearErrors) {
       {"txt2img -m " + d + "/notok -p x --steps 1 -W 32 -H 32 -o " + d + "/x.png", "the model has no tokenizer"},
       {gen("--lora " + d + "/style.safetensors:abc -o " + d + "/x.png"), "'abc' is not a scale"},
       {"train " + d + "/empty.yaml", "the dataset folder has no images"},
+      {"info --load " + d + "/heads0", "config field 'attention_head_dim' must hold positive integers"},
+      {"txt2img -m " + d + "/nan -p x --steps 1 -W 32 -H 32 -o " + d + "/x.png", "the UNet's denoising: gives non-finite"},
+      {gen("--lora " + d + "/nope.safetensors -o " + d + "/x.png"), "nope.safetensors"},
+      {gen("-s 18446744073709551616 -o " + d + "/x.png"), "a seed is a whole number from 0 to 18446744073709551615"},
+      {gen("--cfg-scale 1e30 -o " + d + "/x.png"), "cfg scale: must be a number in [0, 100]"},
+      {gen("--eta -1 -o " + d + "/x.png"), "eta: must be a number in [0, 1]"},
+      {"bench -m " + dir_ + "/tiny --no-machine --size 16384", "16384x16384: needs at least"},
+      {"train " + d + "/root.yaml", "output: is empty"},
+      {"train " + d + "/mine.yaml", "holds files but no training run"},
   };
   for (const auto& [args, needle] : probes) {
     const CommandResult r = run(args);
@@ -185,10 +212,15 @@ TEST_F(CliTest, ConvertedSingleFileDrawsTheSamePicture) {
   const std::string file = dir_ + "/default.safetensors";
   CommandResult r = run("convert assets/default-model -o " + file);
   ASSERT_EQ(r.code, 0) << r.output;
-  const std::string args = " -p \"a red circle\" --steps 2 --cfg-scale 1.5 --guidance-rescale 0.7 -s 3 -o ";
+  // Its recommended settings (CFG 1.5, rescale 0.7) travel too: in the metadata, or as lumen_generation.json.
+  ASSERT_EQ((r = run("convert assets/default-model -o " + dir_ + "/default-folder")).code, 0) << r.output;
+  const std::string args = " -p \"a red circle\" --steps 2 -s 3 -o ";
   ASSERT_EQ((r = run("--threads 1 txt2img -m assets/default-model" + args + dir_ + "/folder.png")).code, 0) << r.output;
   ASSERT_EQ((r = run("--threads 1 txt2img -m " + file + args + dir_ + "/single.png")).code, 0) << r.output;
+  ASSERT_EQ((r = run("--threads 1 txt2img -m " + dir_ + "/default-folder" + args + dir_ + "/copy.png")).code, 0)
+      << r.output;
   EXPECT_EQ(lumen::read_image(dir_ + "/folder.png").pixels, lumen::read_image(dir_ + "/single.png").pixels);
+  EXPECT_EQ(lumen::read_image(dir_ + "/folder.png").pixels, lumen::read_image(dir_ + "/copy.png").pixels);
 }
 
 TEST_F(CliTest, EveryCommandHasHelp) {

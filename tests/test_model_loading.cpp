@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "io/safetensors_torch.h"
+#include "io/text_file.h"
 #include "model/model_loader.h"
 #include "model/random_model.h"
 
@@ -116,6 +117,47 @@ TEST(ModelLoadingBadInput, BadConfigField) {
   expect_error([&] { lumen::load_model(model); }, {"unet/config.json", "down_block_types", "Foo"});
   write(model + "/unet/config.json", "{ not json");
   expect_error([&] { lumen::plan_model(model); }, {"unet/config.json", "is not valid JSON: parse error at line 1, column 4"});
+}
+
+// A stranger's config: each absurd value is refused with the file and field
+// named, before any module is built (found by probing: attention_head_dim 0
+// divided by zero, layers_per_block 1e6 built modules until memory ran out).
+TEST(ModelLoadingBadInput, AbsurdConfigValuesAreRefusedByName) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 1);
+  const std::string unet = model + "/unet/config.json", vae = model + "/vae/config.json",
+                    te = model + "/text_encoder/config.json", sched = model + "/scheduler/scheduler_config.json";
+  struct Case {
+    std::string file, key, value, needle;
+  };
+  const std::vector<Case> cases = {
+      {unet, "attention_head_dim", "0", "'attention_head_dim' must hold positive integers"},
+      {unet, "attention_head_dim", "-4", "'attention_head_dim' must hold positive integers"},
+      {unet, "layers_per_block", "1000000", "'layers_per_block' must hold positive integers up to 64"},
+      {unet, "layers_per_block", "-1", "'layers_per_block' must hold positive integers"},
+      {unet, "transformer_layers_per_block", "0", "'transformer_layers_per_block' must hold positive integers"},
+      {unet, "cross_attention_dim", "1000000000", "'cross_attention_dim' must hold positive integers up to"},
+      {unet, "cross_attention_dim", "-1", "'cross_attention_dim'"},
+      {unet, "sample_size", "0", "'sample_size' must be a positive integer"},
+      {unet, "norm_eps", "-1", "'norm_eps' must be a number in"},
+      {vae, "layers_per_block", "1000000", "'layers_per_block' must be a positive integer up to 64"},
+      {vae, "scaling_factor", "0", "'scaling_factor' must be a number in"},
+      {vae, "shift_factor", "1e308", "'shift_factor' must be a number in"},
+      {te, "num_hidden_layers", "1000000", "'num_hidden_layers' must be a positive integer up to 128"},
+      {te, "layer_norm_eps", "-1", "'layer_norm_eps' must be a number in"},
+      {sched, "prediction_type", "5", "'prediction_type' must be a string"},
+      {sched, "rescale_betas_zero_snr", "\"yes\"", "'rescale_betas_zero_snr' must be true or false"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.file + " " + c.key + " = " + c.value);
+    const std::string original = lumen::read_text_file(c.file);
+    auto j = nlohmann::json::parse(original);
+    j[c.key] = nlohmann::json::parse(c.value);
+    write(c.file, j.dump());
+    expect_error([&] { lumen::load_model(model); }, {c.file, c.needle});
+    write(c.file, original);
+  }
 }
 
 TEST(ModelLoadingBadInput, BadOverrideYamlNamesLine) {

@@ -79,6 +79,22 @@ TEST(Samplers, UnknownNameListsKnownNames) {
   EXPECT_NE(message.find("DDIMScheduler"), std::string::npos);
 }
 
+// Schedules whose ᾱ would leave (0, 1] sample NaN: refused from the config.
+TEST(Samplers, ScheduleConfigsThatWouldGiveNanAreRefused) {
+  const nlohmann::json good = {{"beta_start", 0.00085}, {"beta_end", 0.012}, {"beta_schedule", "scaled_linear"},
+                               {"steps_offset", 1}};
+  EXPECT_NO_THROW(parse_schedule_config(good, "s.json"));
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"beta_start", -0.1}, {"beta_start", 0.5}, {"beta_end", 1.0}, {"beta_end", 1.5},
+           {"steps_offset", 100000}, {"steps_offset", -1}, {"clip_sample_range", 0}}) {
+    auto bad = good;
+    bad[key] = value;
+    const auto message = error_of([&] { parse_schedule_config(bad, "s.json"); });
+    EXPECT_NE(message.find("s.json: scheduler field"), std::string::npos) << key << " " << value << ": " << message;
+    EXPECT_NE(message.find(key), std::string::npos) << message;
+  }
+}
+
 TEST(Samplers, NonPositiveStepsAreRefused) {
   for (const std::string name : {"ddim", "euler", "euler_a", "lcm", "pndm"}) {
     auto s = make_scheduler(name, ScheduleConfig{});

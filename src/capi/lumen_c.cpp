@@ -85,7 +85,9 @@ lumen_status guarded(lumen_status user_error, Body body) {
   } catch (const std::bad_alloc&) {
     return fail(LUMEN_ERR_OUT_OF_MEMORY, "out of memory");
   } catch (const c10::Error& e) {
-    return fail(LUMEN_ERR_INTERNAL, e.what_without_backtrace());
+    bool out_of_memory = false;
+    const std::string message = lumen::describe_error(e, &out_of_memory);
+    return fail(out_of_memory ? LUMEN_ERR_OUT_OF_MEMORY : LUMEN_ERR_INTERNAL, message);
   } catch (const std::exception& e) {
     return fail(LUMEN_ERR_INTERNAL, e.what());
   } catch (...) {

@@ -33,7 +33,8 @@ void merge_adapters(const AdapterOptions& options, LoadedModel& model, std::ostr
   for (const auto& spec : options.loras) {
     const auto [file, scale] = split_adapter_scale(spec, "--lora");
     auto lora = std::make_shared<adapters::LoraFile>(adapters::read_lora_file(file));
-    log << "lora " << loras.add(file, lora, scale).summary() << "\n";
+    const std::string summary = loras.add(file, lora, scale).summary();  // may throw: print nothing before
+    log << "lora " << summary << "\n";
   }
   if (!options.resadapter.empty()) {
     const auto [path, scale] = split_adapter_scale(options.resadapter, "--resadapter");

@@ -43,6 +43,9 @@ Runner add_bench_command(CLI::App& app) {
     if (!*cmd) return -1;
     BenchOptions o = a->options;
     if (o.preset.empty() && o.model_path.empty()) o.preset = "sd15";
+    if (a->size < 0 || o.width < 0 || o.height < 0) throw Error("--size", "sizes must be positive (0: the model's)");
+    if (!(a->attention_chunk_mb >= 0) && a->attention_chunk_mb != -1)
+      throw Error("--attention-chunk-mb", "must be a number of MiB ≥ 0");
     if (a->size > 0) o.width = o.height = a->size;
     o.bf16 = a->dtype == "bf16";
     if (o.bf16 && !cpu_runs_bf16_fast())

@@ -8,6 +8,7 @@
 #include "convert/model_writer.h"
 #include "error.h"
 #include "model/model_loader.h"
+#include "pipeline/recommended_settings.h"
 
 namespace lumen::cli {
 
@@ -58,6 +59,7 @@ Runner add_convert_command(CLI::App& app) {
     WriteOptions write;
     write.dtype = dtype;
     write.metadata["lumen_source"] = fs::path(opt->model).filename().string();
+    write.recommended_settings = recommended_settings_text(opt->model);  // its sampling advice goes with it
     if (!opt->adapters.loras.empty() || !opt->adapters.resadapter.empty()) {
       std::string merged;
       for (const auto& l : opt->adapters.loras) merged += (merged.empty() ? "" : ";") + fs::path(l).filename().string();

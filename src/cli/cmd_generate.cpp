@@ -189,7 +189,8 @@ lumen::GenerationParams generation_params(const GenerateArgs& a) {
 void apply_adapters(const AdapterOptions& options, lumen::Context& ctx) {
   for (const auto& spec : options.loras) {
     const auto [file, scale] = split_adapter_scale(spec, "--lora");
-    std::cerr << "lora " << ctx.adapter_summary(ctx.apply_lora(file, static_cast<float>(scale))) << "\n";
+    const int id = ctx.apply_lora(file, static_cast<float>(scale));  // may throw: print nothing before
+    std::cerr << "lora " << ctx.adapter_summary(id) << "\n";
   }
   if (!options.resadapter.empty()) {
     const auto [path, scale] = split_adapter_scale(options.resadapter, "--resadapter");

@@ -22,8 +22,12 @@ Runner add_serve_command(CLI::App& app);
 inline CLI::Validator seed_check() {
   return CLI::Validator(
       [](std::string& s) {
-        return !s.empty() && s[0] == '-' ? "a seed is a whole number from 0 to 18446744073709551615, not " + s
-                                         : std::string();
+        // CLI11 saturates what does not fit in 64 bits: check the digits ourselves.
+        const std::string max = "18446744073709551615";
+        const size_t digits = s.find_first_not_of('0') == std::string::npos ? 1 : s.size() - s.find_first_not_of('0');
+        const bool whole = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+        const bool fits = whole && (digits < max.size() || (digits == max.size() && s.substr(s.size() - digits) <= max));
+        return fits ? std::string() : "a seed is a whole number from 0 to " + max + ", not " + s;
       },
       "SEED");
 }

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     std::cerr << "lumen: error: " << e.path1().string() << ": " << e.code().message() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "lumen: error: " << e.what() << "\n";
+    std::cerr << "lumen: error: " << lumen::describe_error(e) << "\n";
     return 1;
   }
   return 0;

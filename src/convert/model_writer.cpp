@@ -8,6 +8,7 @@
 #include "error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors_torch.h"
+#include "pipeline/recommended_settings.h"
 
 namespace lumen {
 namespace {
@@ -140,6 +141,7 @@ void write_single_file(const LoadedModel& model, const std::string& path, const 
   for (const auto& [name, component] : model.plan.components) configs[name] = component.config;
   if (model.plan.scheduler_config.is_object()) configs["scheduler"] = model.plan.scheduler_config;
   metadata.emplace("lumen_config", configs.dump());
+  if (!options.recommended_settings.empty()) metadata.emplace(kRecommendedSettingsKey, options.recommended_settings);
   save_safetensors(path, single_file_tensors(model, options.dtype), metadata);
 }
 
@@ -195,6 +197,8 @@ void write_diffusers_folder(const LoadedModel& model, const std::string& folder,
     index["feature_extractor"] = {nullptr, nullptr};
     index["requires_safety_checker"] = false;
   }
+  if (!options.recommended_settings.empty())
+    write_text_atomically(folder + "/lumen_generation.json", json::parse(options.recommended_settings).dump(2) + "\n");
   write_text_atomically(folder + "/model_index.json", index.dump(2));
 }
 

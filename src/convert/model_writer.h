@@ -16,6 +16,7 @@ namespace lumen {
 struct WriteOptions {
   torch::Dtype dtype = torch::kFloat;            // floating-point tensors are written in this dtype
   std::map<std::string, std::string> metadata;  // extra safetensors metadata (single file, and each component file)
+  std::string recommended_settings;  // the source's lumen_generation JSON, carried over ("" if none)
 };
 
 // name -> network: unet, vae, text_encoder, text_encoder_2 (those present).

@@ -97,8 +97,14 @@ void plan_diffusers(const std::string& dir, ModelPlan* plan) {
   const std::string sched = dir + "/scheduler/scheduler_config.json";
   if (exists(sched)) {
     plan->scheduler_config = read_json(sched);
-    plan->prediction_type = plan->scheduler_config.value("prediction_type", "");
-    plan->zero_terminal_snr = plan->scheduler_config.value("rescale_betas_zero_snr", false);
+    const json& sc = plan->scheduler_config;
+    if (!sc.is_object()) throw Error(sched, "is not a JSON object");
+    if (sc.contains("prediction_type") && !sc["prediction_type"].is_string())
+      throw Error(sched, "scheduler field 'prediction_type' must be a string");
+    if (sc.contains("rescale_betas_zero_snr") && !sc["rescale_betas_zero_snr"].is_boolean())
+      throw Error(sched, "scheduler field 'rescale_betas_zero_snr' must be true or false");
+    plan->prediction_type = sc.value("prediction_type", "");
+    plan->zero_terminal_snr = sc.value("rescale_betas_zero_snr", false);
   }
   plan->family = family_from_unet(plan->components["unet"].config);
 }

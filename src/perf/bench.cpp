@@ -15,6 +15,7 @@
 #include "perf/process_memory.h"
 #include "perf/stopwatch.h"
 #include "pipeline/conditioning.h"
+#include "pipeline/memory_estimate.h"
 #include "pipeline/pipeline.h"
 
 namespace lumen {
@@ -131,7 +132,9 @@ BenchReport run_bench(const BenchOptions& o) {
   gen.vae_tiling = r.vae_tiling = o.vae_tiling;
   gen.vae_tile_size = o.vae_tile_size;
   validate_options(gen);
+  check_size_factor(gen, factor);
   const bool cfg = o.cfg_scale > 1.0;
+  check_generation_fits(m, r.width, r.height, 1, cfg);  // before any phase allocates it
   r.unet_batch = cfg ? 2 : 1;
   const auto dtype = m.unet->conv_in->weight.scalar_type();
 

@@ -54,8 +54,12 @@ void check_size_factor(const GenerationOptions& o, int64_t factor) {
 }
 
 void validate_options(const GenerationOptions& o) {
-  if (o.steps <= 0 || o.steps > 1000) throw Error("steps", std::to_string(o.steps) + " must be in 1..1000");
-  if (!std::isfinite(o.cfg_scale)) throw Error("cfg scale", "must be a finite number");
+  if (o.steps <= 0 || o.steps > kMaxSteps)
+    throw Error("steps", std::to_string(o.steps) + " must be in 1.." + std::to_string(kMaxSteps));
+  // Far beyond any useful guidance; larger scales overflow the latents to NaN (a black image).
+  if (!std::isfinite(o.cfg_scale) || o.cfg_scale < 0 || o.cfg_scale > kMaxCfgScale)
+    throw Error("cfg scale", "must be a number in [0, " + std::to_string(static_cast<int>(kMaxCfgScale)) + "]");
+  if (!std::isfinite(o.eta) || o.eta < 0 || o.eta > 1) throw Error("eta", "must be a number in [0, 1]");
   if (!std::isfinite(o.guidance_rescale) || o.guidance_rescale < 0 || o.guidance_rescale > 1)
     throw Error("guidance rescale", "must be a number in [0, 1]");
   if (!std::isfinite(o.strength) || o.strength <= 0 || o.strength > 1)
@@ -69,6 +73,14 @@ void validate_options(const GenerationOptions& o) {
       for (const auto& p : *list) parse_prompt_weights(p);
     for (const auto* p : {&o.prompt, &o.negative_prompt, &o.prompt_2, &o.negative_prompt_2}) parse_prompt_weights(*p);
   }
+}
+
+// A NaN or inf anywhere in a generation ends as a black image: say which stage
+// broke instead (a stranger's weights, an adapter, or extreme settings).
+void require_finite(const torch::Tensor& t, const char* stage) {
+  if (!torch::isfinite(t).all().item<bool>())
+    throw Error(stage, "gives non-finite values (NaN or inf): a weight or config value of the model or of an "
+                       "applied adapter is broken, or a setting is extreme");
 }
 
 // Noise added to clean latents for a start at `index` (img2img, inpainting).
@@ -180,6 +192,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
     added.text_embeds = added.text_embeds.to(dtype);
   }
   auto context = (cfg ? torch::cat({r.uncond.context, r.cond.context}) : r.cond.context).to(dtype);
+  require_finite(context, "the text encoder");
   r.times.encode = clock.lap();
 
   auto scheduler = make_scheduler(o);
@@ -206,6 +219,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
     if (image.size(2) != o.height || image.size(3) != o.width)
       image = torch::upsample_bilinear2d(image, std::vector<int64_t>{o.height, o.width}, false);
     clean = vae->to_model_latents(nn::split_moments(vae->encode_moments(image.to(dtype))).mean.to(torch::kFloat));
+    require_finite(clean, "the VAE encoder");
     if (clean.size(0) != batch) clean = clean.expand({batch, -1, -1, -1});
     const int64_t init_steps = std::min<int64_t>(static_cast<int64_t>(o.steps * o.strength), o.steps);
     start = std::max<int64_t>(o.steps - init_steps, 0);
@@ -236,11 +250,13 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
     if (o.on_step) o.on_step(i, total, step.prev_sample);
   };
   latents = samplers::run_steps(*scheduler, denoise, latents, start, &gen, after_step);
+  require_finite(latents, "the UNet's denoising");
   r.latents = latents;
   r.times.denoise = clock.lap();
   r.times.steps = total - start;
   auto z = vae->from_model_latents(latents).to(dtype);
   auto decoded = (o.vae_tiling ? nn::decode_tiled(*vae, z, {o.vae_tile_size}) : vae->decode(z)).to(torch::kFloat);
+  require_finite(decoded, "the VAE decoder");
   r.images = (decoded / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous();
   r.times.decode = clock.lap();
   return r;

@@ -21,6 +21,10 @@ enum class RescaleSpace {
   V,            // ComfyUI: convert to v first, so ε- and v-models behave alike
 };
 
+// Guidance scales above this are refused: they only overflow the latents.
+constexpr double kMaxCfgScale = 100;
+constexpr int64_t kMaxSteps = 1000;
+
 struct GenerationOptions {
   std::string prompt, negative_prompt;
   std::vector<std::string> prompts, negative_prompts;  // one per batch item; override the above

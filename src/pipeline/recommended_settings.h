@@ -12,8 +12,15 @@ struct RecommendedSettings {
   std::optional<double> cfg_scale, guidance_rescale;
 };
 
-// Empty when the model (a folder or a file) has no lumen_generation.json.
-// Throws lumen::Error naming the file when it is malformed.
+// A single file carries them in its safetensors metadata under this key
+// (`lumen convert` puts them there).
+inline constexpr const char* kRecommendedSettingsKey = "lumen_generation";
+
+// Empty when the model (a folder or a file) recommends nothing. Throws
+// lumen::Error naming the file when it is malformed.
 RecommendedSettings read_recommended_settings(const std::string& model_path);
+
+// The recommendation as JSON text ("" if none), for `lumen convert` to carry over.
+std::string recommended_settings_text(const std::string& model_path);
 
 }  // namespace lumen
