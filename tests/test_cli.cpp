@@ -101,7 +101,7 @@ TEST_F(CliTest, BadInputIsAClearError) {
   expect(gen("--sampler nope -o " + dir_ + "/x.png"), "known samplers: ");
   expect(gen("--steps 0 -o " + dir_ + "/x.png"), "steps");
   expect(gen("-W 31 -o " + dir_ + "/x.png"), "not a multiple");
-  expect(gen("--cfg-scale nan -o " + dir_ + "/x.png"), "cfg scale");
+  expect(gen("--cfg-scale nan -o " + dir_ + "/x.png"), "--cfg-scale: must be a finite number");
   expect(gen("-o /nonexistent/dir/x.png"), "/nonexistent/dir/x.png");
   expect("info " + dir_ + "/missing", "no such file");
   // Command-line errors are user errors too: one line naming the option, exit code 1.
@@ -134,7 +134,12 @@ TEST_F(CliTest, HostileInputProbesAreClearErrors) {
   ASSERT_EQ(std::system(("mkdir -p " + d + "/no-images").c_str()), 0);
   // Found by a second round of probing: a config dividing by zero (SIGFPE), one
   // NaN weight drawing a black PNG with exit 0, a recipe writing its run into /.
-  ASSERT_EQ(std::system(("cp -r " + dir_ + "/tiny " + d + "/heads0 && cp -r " + dir_ + "/tiny " + d + "/nan").c_str()), 0);
+  ASSERT_EQ(std::system(("cp -r " + dir_ + "/tiny " + d + "/heads0 && cp -r " + dir_ + "/tiny " + d + "/nan && cp -r " +
+                         dir_ + "/tiny " + d + "/betas").c_str()),
+            0);
+  auto schedule = nlohmann::json::parse(slurp(d + "/betas/scheduler/scheduler_config.json"));
+  schedule["beta_end"] = 1;  // ᾱ reaches 0 before the end: NaN latents, a black PNG
+  std::ofstream(d + "/betas/scheduler/scheduler_config.json") << schedule.dump();
   auto unet_config = nlohmann::json::parse(slurp(d + "/heads0/unet/config.json"));
   unet_config["attention_head_dim"] = 0;
   std::ofstream(d + "/heads0/unet/config.json") << unet_config.dump();
@@ -171,6 +176,9 @@ TEST_F(CliTest, HostileInputProbesAreClearErrors) {
       {gen("-s 18446744073709551616 -o " + d + "/x.png"), "a seed is a whole number from 0 to 18446744073709551615"},
       {gen("--cfg-scale 1e30 -o " + d + "/x.png"), "cfg scale: must be a number in [0, 100]"},
       {gen("--eta -1 -o " + d + "/x.png"), "eta: must be a number in [0, 1]"},
+      {gen("--cfg-scale inf -o " + d + "/x.png"), "--cfg-scale: must be a finite number >= 0, not inf"},
+      {"txt2img -m " + d + "/betas -p x --steps 1 -W 32 -H 32 -o " + d + "/x.png",
+       "betas/scheduler/scheduler_config.json: scheduler fields 'beta_start' and 'beta_end' must satisfy"},
       {"bench -m " + dir_ + "/tiny --no-machine --size 16384", "16384x16384: needs at least"},
       {"train " + d + "/root.yaml", "output: is empty"},
       {"train " + d + "/mine.yaml", "holds files but no training run"},

@@ -43,9 +43,9 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--sampler", a.sampler, "sampler (default: the model's scheduler)");
   cmd->add_option("--steps", a.steps, "sampling steps (default: the model's, else 20)")->check(CLI::Range(1, 100000));
   cmd->add_option("--cfg-scale", a.cfg_scale, "classifier-free guidance scale (default: the model's, else 7)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_non_negative());
   cmd->add_option("--guidance-rescale", a.guidance_rescale, "CFG rescale phi (Lin et al. 2023), 0..1 (default: the model's, else 0)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_non_negative());
   cmd->add_option("--rescale-space", a.rescale_space, "apply the rescale to the raw model output (model) or in v-space (v)")
       ->check(CLI::IsMember({"model", "v"}))
       ->capture_default_str();

@@ -23,7 +23,7 @@ Runner add_recipe_command(CLI::App& app, const std::string& name, const std::str
   cmd->add_option("recipe", a->recipe, "the recipe (see configs/)")->required();
   cmd->add_flag("--resume", a->resume, "continue the run in the recipe's output folder from its last checkpoint");
   cmd->add_option("--stop-after", a->stop_after, "stop after this many steps (a checkpoint is written; resume later)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_non_negative());
   cmd->add_option("--threads", a->threads, "intra-op threads (default: the recipe's, else one per core)")
       ->check(CLI::Range(0, 1024));
   return [cmd, a, name, feedback]() -> int {

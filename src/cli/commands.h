@@ -2,7 +2,9 @@
 // when selected.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <functional>
+#include <string>
 
 namespace lumen::cli {
 
@@ -30,6 +32,21 @@ inline CLI::Validator seed_check() {
         return fits ? std::string() : "a seed is a whole number from 0 to " + max + ", not " + s;
       },
       "SEED");
+}
+
+// A finite number ≥ 0 (CLI11's NonNegativeNumber names a 309-digit bound for "inf").
+inline CLI::Validator finite_non_negative() {
+  return CLI::Validator(
+      [](std::string& s) {
+        try {
+          size_t used = 0;
+          const double v = std::stod(s, &used);
+          if (used == s.size() && std::isfinite(v) && v >= 0) return std::string();
+        } catch (const std::exception&) {
+        }
+        return "must be a finite number >= 0, not " + s;
+      },
+      "NUMBER >= 0");
 }
 
 }  // namespace lumen::cli

@@ -1,6 +1,7 @@
 #include "pipeline/pipeline.h"
 
 #include <cmath>
+#include <filesystem>
 
 #include "error.h"
 #include "nn/vae_tiling.h"
@@ -110,6 +111,15 @@ Pipeline::Pipeline(std::shared_ptr<LoadedModel> model, json scheduler_config)
       scheduler_config_["timestep_spacing"] = "trailing";
     }
   }
+  // Checked now, naming the model, rather than at the first generation.
+  samplers::parse_schedule_config(scheduler_config_, scheduler_where());
+}
+
+std::string Pipeline::scheduler_where() const {
+  const std::string& path = model_->plan.path;
+  if (path.empty()) return "scheduler config";
+  return std::filesystem::is_directory(path) ? path + "/scheduler/scheduler_config.json"
+                                             : path + ": its stored scheduler config";
 }
 
 std::unique_ptr<samplers::Scheduler> Pipeline::make_scheduler(const GenerationOptions& o) const {
@@ -118,7 +128,7 @@ std::unique_ptr<samplers::Scheduler> Pipeline::make_scheduler(const GenerationOp
   if (o.timestep_spacing) c["timestep_spacing"] = *o.timestep_spacing;
   if (o.zero_terminal_snr) c["rescale_betas_zero_snr"] = *o.zero_terminal_snr;
   if (o.karras_sigmas) c["use_karras_sigmas"] = *o.karras_sigmas;
-  auto config = samplers::parse_schedule_config(c, "scheduler config");
+  auto config = samplers::parse_schedule_config(c, scheduler_where());
   config.eta = o.eta;
   const std::string name = !o.sampler.empty() ? o.sampler : c.value("_class_name", std::string("euler"));
   auto s = samplers::make_scheduler(name, config);

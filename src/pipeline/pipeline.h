@@ -93,6 +93,7 @@ class Pipeline {
 
  private:
   std::unique_ptr<samplers::Scheduler> make_scheduler(const GenerationOptions& options) const;
+  std::string scheduler_where() const;  // the model's scheduler config, for errors
   std::shared_ptr<LoadedModel> model_;
   nlohmann::json scheduler_config_;
 };
