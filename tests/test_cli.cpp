@@ -90,6 +90,22 @@ TEST_F(CliTest, Img2ImgAndInpainting) {
   r = run("img2img -m " + dir_ + "/tiny -i " + dir_ + "/init.png --mask " + dir_ + "/init.png -p x --steps 3 -o " + dir_ +
           "/inpaint.png");
   EXPECT_EQ(r.code, 0) << r.output;
+  // An init image and mask with far more pixels than the generation are shrunk
+  // in 8 bits before they become tensors (a 16000² upload took 4.7 GB); here
+  // 512×384 for 32×32, image and mask alike.
+  lumen::RgbImage big;
+  big.width = 512;
+  big.height = 384;
+  for (int y = 0; y < big.height; ++y)
+    for (int x = 0; x < big.width; ++x)
+      for (int c = 0; c < 3; ++c) big.pixels.push_back(static_cast<uint8_t>(x < 256 ? 255 : (y * 7 + c * 40) % 256));
+  lumen::write_png(dir_ + "/big.png", big, {}, false);
+  r = run("img2img -m " + dir_ + "/tiny -i " + dir_ + "/big.png --mask " + dir_ + "/big.png -p x --steps 2 -W 32 -H 32 -o " +
+          dir_ + "/from-big.png");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const lumen::RgbImage made = lumen::read_image(dir_ + "/from-big.png");
+  EXPECT_EQ(made.width, 32);
+  EXPECT_EQ(made.height, 32);
 }
 
 TEST_F(CliTest, BadInputIsAClearError) {

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <opencv2/imgproc.hpp>
+
 #include "adapters/lora_apply.h"
 #include "adapters/resadapter.h"
 #include "error.h"
@@ -141,11 +143,27 @@ lumen::RgbImage rgb_of(const lumen_image& image) {
   return rgb;
 }
 
-// A generation input (`what` names it in the error), checked before use.
-lumen::RgbImage input_rgb(const lumen_image& image, const char* what) {
+// A generation input (`what` names it in the error), checked before use. One
+// with over four times the generation's pixels is shrunk to its size here, in
+// 8 bits with OpenCV's area filter: a 16000² upload for a 64² image would
+// otherwise become gigabytes of float pixels before the pipeline resizes it.
+void check_input(const lumen_image& image, const char* what) {
   if (!image.pixels || image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384)
     throw lumen::Error(what, "needs pixels and a width and height in 1..16384");
-  return rgb_of(image);
+}
+
+lumen::RgbImage input_rgb(const lumen_image& image, const char* what, int64_t width, int64_t height) {
+  check_input(image, what);
+  if (static_cast<int64_t>(image.width) * image.height <= 4 * width * height) return rgb_of(image);
+  const cv::Mat source(static_cast<int>(image.height), static_cast<int>(image.width), CV_8UC3,
+                       const_cast<uint8_t*>(image.pixels));
+  cv::Mat shrunk;
+  cv::resize(source, shrunk, cv::Size(static_cast<int>(width), static_cast<int>(height)), 0, 0, cv::INTER_AREA);
+  lumen::RgbImage rgb;
+  rgb.width = shrunk.cols;
+  rgb.height = shrunk.rows;
+  rgb.pixels.assign(shrunk.data, shrunk.data + shrunk.total() * 3);
+  return rgb;
 }
 
 }  // namespace
@@ -456,8 +474,6 @@ lumen::GenerationOptions options_from(const lumen_generation_params& p, const lu
   o.crop_top_left = pair_of(p.crop_top_left, false, "crop_top_left");
   o.vae_tiling = p.vae_tiling != 0;
   o.vae_tile_size = p.vae_tile_size;
-  if (p.init_image) o.init_image = lumen::init_image_tensor(input_rgb(*p.init_image, "init_image"));
-  if (p.mask) o.mask = lumen::mask_tensor(input_rgb(*p.mask, "mask"));
   return o;
 }
 
@@ -479,6 +495,8 @@ lumen_status lumen_generation_validate(const lumen_generation_params* given) {
   return guarded(LUMEN_ERR_INVALID_ARGUMENT, [&] {
     const lumen::GenerationOptions o = options_from(p, lumen::RecommendedSettings{});
     lumen::validate_options(o);
+    if (p.init_image) check_input(*p.init_image, "init_image");
+    if (p.mask) check_input(*p.mask, "mask");
     // Every SD-family VAE downsamples by 8; a model may need more (checked when generating).
     lumen::check_size_factor(o, 8);
     if (!o.sampler.empty()) lumen::samplers::make_scheduler(o.sampler, lumen::samplers::ScheduleConfig{});
@@ -494,6 +512,10 @@ lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* g
   if (const lumen_status s = read_generation_params(given, p); s != LUMEN_OK) return s;
   return with_context(ctx, LUMEN_ERR_INVALID_ARGUMENT, [&] {
     lumen::GenerationOptions o = options_from(p, ctx->recommended);
+    const int64_t native = lumen::native_image_size(*ctx->model);
+    const int64_t width = o.width > 0 ? o.width : native, height = o.height > 0 ? o.height : native;
+    if (p.init_image) o.init_image = lumen::init_image_tensor(input_rgb(*p.init_image, "init_image", width, height));
+    if (p.mask) o.mask = lumen::mask_tensor(input_rgb(*p.mask, "mask", width, height));
     o.on_step = [&](int64_t step, int64_t total, const torch::Tensor&) {
       if (p.progress && p.progress(static_cast<int>(step + 1), static_cast<int>(total), p.user_data)) throw Cancelled{};
     };
