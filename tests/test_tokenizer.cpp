@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "error.h"
 #include "tokenizer/clip_tokenizer.h"
@@ -198,6 +199,28 @@ TEST(ClipTokenizerErrors, MalformedVocabJson) {
   expect_error_naming(vocab, [&] { ClipTokenizer::from_files(vocab.string(), merges.string()); });
   const fs::path no_specials = write_temp("vocab_no_specials.json", "{\"a\": 0}");
   expect_error_naming(no_specials, [&] { ClipTokenizer::from_files(no_specials.string(), merges.string()); });
+}
+
+// A 5-million-entry vocab took 7 s and 1 GB before it was refused; now its size refuses it.
+TEST(ClipTokenizerErrors, OversizedFilesAreRefusedUnread) {
+  const fs::path merges = write_temp("merges_ok3.txt", "#version: 0.2\na b\n");
+  const fs::path ok_vocab = write_temp("vocab_ok2.json", "{\"a\": 0, \"<|startoftext|>\": 1, \"<|endoftext|>\": 2}");
+  // Valid JSON and valid merges, only too large: the refusal can only be the size's.
+  const fs::path vocab = write_temp("huge_vocab.json", "{\"a\": 0, \"<|startoftext|>\": 1, \"<|endoftext|>\": 2}" +
+                                                           std::string(17u << 20, ' '));
+  const fs::path huge_merges = write_temp("huge_merges.txt", "#version: 0.2\n" + std::string(17u << 20, '\n'));
+  for (const auto& [v, m, named] : {std::tuple{vocab, merges, vocab}, std::tuple{ok_vocab, huge_merges, huge_merges}}) {
+    try {
+      ClipTokenizer::from_files(v.string(), m.string());
+      ADD_FAILURE() << "no error for " << named;
+    } catch (const lumen::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(named.string() + ": is 17 MB; a CLIP tokenizer file is at most 16 MB"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  fs::remove(vocab);
+  fs::remove(huge_merges);
 }
 
 TEST(ClipTokenizerErrors, MergesWithBadLine) {

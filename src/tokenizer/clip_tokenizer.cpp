@@ -3,6 +3,7 @@
 #include <unicode/uchar.h>
 #include <unicode/utf8.h>
 
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -118,7 +119,20 @@ std::vector<std::string> initial_symbols(const std::string& word) {
   return symbols;
 }
 
+// CLIP's files are ~1 MB (vocab.json) and ~0.5 MB (merges.txt); a stranger's
+// much larger one is refused before it is parsed.
+constexpr uintmax_t kMaxTokenizerFileBytes = 16u << 20;
+
+void check_tokenizer_file_size(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t bytes = std::filesystem::file_size(path, ec);
+  if (!ec && bytes > kMaxTokenizerFileBytes)
+    throw Error(path, "is " + std::to_string(bytes >> 20) + " MB; a CLIP tokenizer file is at most " +
+                          std::to_string(kMaxTokenizerFileBytes >> 20) + " MB");
+}
+
 std::unordered_map<std::string, int64_t> load_vocab(const std::string& path) {
+  check_tokenizer_file_size(path);
   nlohmann::json json;
   json = read_json_file(path);
   if (!json.is_object()) throw Error(path, "expected a JSON object mapping tokens to ids");
@@ -136,6 +150,7 @@ std::unordered_map<std::string, int64_t> load_vocab(const std::string& path) {
 // merges.txt: a header line, then "first second" per line (as transformers,
 // the first line is skipped unread and at most kMaxMerges lines are used).
 std::unordered_map<std::string, int> load_merges(const std::string& path) {
+  check_tokenizer_file_size(path);
   std::istringstream in(read_text_file(path));
   std::string line;
   if (!std::getline(in, line)) throw Error(path, "empty merges file");
