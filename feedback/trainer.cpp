@@ -1,11 +1,14 @@
 #include "trainer.h"
 
 #include <ATen/autocast_mode.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -107,21 +110,91 @@ void load_into(const NamedTensors& params, const std::string& file) {
     auto it = stored.find(name);
     if (it == stored.end()) throw Error(file, "checkpoint has no tensor '" + name + "' (was the recipe changed?)");
     if (it->second.sizes() != p.sizes()) throw Error(file, "tensor '" + name + "' has another shape than the model's");
+    // A damaged checkpoint must not carry NaN silently into the final model.
+    if (!it->second.is_floating_point() || !torch::isfinite(it->second).all().item<bool>())
+      throw Error(file, "tensor '" + name + "' holds non-finite or non-float values (a damaged checkpoint?)");
     p.detach().copy_(it->second);
   }
 }
 
-// The newest complete checkpoint folder, or "" when there is none.
-std::string latest_checkpoint(const std::string& dir) {
-  std::string best;
+// The step of a checkpoint folder's name, "step-<digits>" as step_name writes
+// it; nullopt for anything else (a ".tmp" left by a kill, a user's folder).
+std::optional<int64_t> checkpoint_step(const std::string& name) {
+  const std::string prefix = "step-";
+  if (name.size() < prefix.size() + 8 || name.size() > prefix.size() + 10 || name.compare(0, prefix.size(), prefix) != 0)
+    return std::nullopt;
+  const std::string digits = name.substr(prefix.size());
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoll(digits);
+}
+
+// Checkpoint folders by step, oldest first.
+std::vector<std::pair<int64_t, fs::path>> checkpoint_folders(const std::string& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return best;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("step-", 0) == 0 && fs::exists(entry.path() / "state.json") && name > fs::path(best).filename().string())
-      best = entry.path().string();
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (auto step = checkpoint_step(entry.path().filename().string()); step && entry.is_directory(ec))
+      out.emplace_back(*step, entry.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A checkpoint's state.json, checked against its folder and the recipe.
+int64_t checkpoint_state_step(const std::string& folder, const json& state, const Recipe& recipe, double* seconds) {
+  const std::string file = folder + "/state.json";
+  if (!state.is_object() || !state.contains("step") || !state["step"].is_number_integer())
+    throw Error(file, "has no integer 'step' (a damaged checkpoint?)");
+  const int64_t step = state["step"].get<int64_t>();
+  if (checkpoint_step(fs::path(folder).filename().string()) != step || step < 0 || step > recipe.steps)
+    throw Error(file, "says step " + std::to_string(step) + ", which is not its folder's step within the recipe's " +
+                          std::to_string(recipe.steps) + " (a damaged checkpoint?)");
+  if (state.contains("task") && state["task"] != task_name(recipe.task))
+    throw Error(file, "is a checkpoint of a '" + state["task"].dump() + "' run, not of this recipe's '" +
+                          task_name(recipe.task) + "'");
+  *seconds = state.contains("train_seconds") && state["train_seconds"].is_number() ? state["train_seconds"].get<double>() : 0.0;
+  return step;
+}
+
+// LibTorch's archive errors ("PytorchStreamReader failed …") name no file.
+template <class Optimizer>
+void load_optimizer(Optimizer& optimizer, const std::string& file) {
+  if (!fs::is_regular_file(file)) throw Error(file, "missing (the optimizer's state of this checkpoint)");
+  try {
+    torch::load(optimizer, file);
+  } catch (const c10::Error& e) {
+    throw Error(file, "cannot be read as an optimizer state (a damaged checkpoint?): " +
+                          std::string(e.what_without_backtrace()).substr(0, 120));
   }
-  return best;
+}
+
+// An exclusive lock on OUTPUT/.lock for the run's life: two processes writing
+// one run folder would delete each other's checkpoints and metrics.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& folder) : path_(folder + "/.lock") {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error(path_, std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw Error(folder, "is in use by another lumen run (it holds " + path_ + ")");
+    }
+  }
+  ~RunLock() { ::close(fd_); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// The newest complete checkpoint folder (its state.json is written last), or "".
+std::string latest_checkpoint(const std::string& dir) {
+  const auto all = checkpoint_folders(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it)
+    if (fs::exists(it->second / "state.json")) return it->second.string();
+  return "";
 }
 
 class MetricsLog {
@@ -266,8 +339,12 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   }
 
   const std::string recipe_text = read_text(recipe.file);
+  std::optional<RunLock> lock;
   if (writer) {
     fs::create_directories(ckpt_dir);
+    lock.emplace(out);
+    if (options.resume && resume_from.empty() && fs::exists(out + "/metrics.jsonl"))
+      std::fprintf(stderr, "warning: %s has no complete checkpoint left; starting again from step 0\n", out.c_str());
     fs::create_directories(out + "/samples");
     if (!fs::exists(out + "/recipe.yaml")) {
       write_text_atomically(out + "/recipe.yaml", recipe_text);
@@ -286,11 +363,10 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   double previous_seconds = 0;
   if (!resume_from.empty()) {
     const json state = read_json_file(resume_from + "/state.json");
-    result.first_step = state.at("step").get<int64_t>();
-    previous_seconds = state.value("train_seconds", 0.0);
+    result.first_step = checkpoint_state_step(resume_from, state, recipe, &previous_seconds);
     load_into(params, resume_from + "/trainable.safetensors");
     if (ema) load_into(ema->shadow(), resume_from + "/ema.safetensors");
-    torch::load(optimizer, resume_from + "/optimizer.pt");
+    load_optimizer(optimizer, resume_from + "/optimizer.pt");
     objective->load_state(resume_from);
     std::fprintf(stderr, "resuming %s from step %lld\n", out.c_str(), static_cast<long long>(result.first_step));
   }
@@ -328,12 +404,13 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
                           json{{"step", done}, {"train_seconds", seconds}, {"task", task_name(recipe.task)}}.dump(2));
     fs::remove_all(final_dir);
     fs::rename(tmp, final_dir);
-    // Keep the newest few.
-    std::vector<std::string> all;
-    for (const auto& e : fs::directory_iterator(ckpt_dir))
-      if (e.path().filename().string().rfind("step-", 0) == 0) all.push_back(e.path().string());
-    std::sort(all.begin(), all.end());
-    for (size_t i = 0; i + static_cast<size_t>(recipe.keep_checkpoints) < all.size(); ++i) fs::remove_all(all[i]);
+    // Keep the newest few: only folders named as checkpoints, by step, none
+    // newer than this one (so no stray folder can push the real ones out).
+    std::vector<fs::path> older;
+    for (const auto& [at, path] : checkpoint_folders(ckpt_dir))
+      if (at < done) older.push_back(path);
+    const size_t keep_older = static_cast<size_t>(recipe.keep_checkpoints) - 1;
+    for (size_t i = 0; i + keep_older < older.size(); ++i) fs::remove_all(older[i]);
     metrics_log->plot(out + "/loss.png");
   };
 

@@ -1,11 +1,15 @@
 // The trainer on CI-sized models: losses go down, resume repeats an unbroken
 // run exactly, trained models and LoRAs load, bad input gets clear errors.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -257,6 +261,67 @@ TEST_F(TrainTest, ResumeRepeatsAnUnbrokenRun) {
   const auto b = load_safetensors(part2.final_folder + "/unet/diffusion_pytorch_model.safetensors");
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [key, t] : a) EXPECT_TRUE(torch::equal(t, b.at(key))) << key;
+}
+
+// Found by killing and damaging runs: stray folders in checkpoints/ pushed the
+// real checkpoints out (the next resume restarted at step 0); a state.json's
+// step, a NaN EMA and a damaged optimizer.pt were taken as they were; two
+// processes could write one run.
+TEST_F(TrainTest, DamagedOrStrayCheckpointsAreRefusedOrLeftAlone) {
+  std::string text = fill(kVaeRecipe, {{"OUT", dir_->path + "/damaged"}, {"STEPS", "10"}});
+  text.replace(text.find("checkpoint_every: 1000"), 22, "checkpoint_every: 2\nkeep_checkpoints: 2");
+  const auto recipe = read_recipe(write(dir_->path + "/damaged.yaml", text));
+  const std::string ckpt = dir_->path + "/damaged/checkpoints";
+  TrainOptions o;
+  o.progress = false;
+  o.stop_after = 6;
+  ASSERT_EQ(run_training(recipe, o).last_step, 6);
+  for (const char* stray : {"step-abc", "step-99999999999999999999", "step-00000050.tmp", "zzz"})
+    fs::create_directories(ckpt + "/" + stray);
+  o.resume = true;
+  o.stop_after = 2;  // steps of this invocation: 7 and 8
+  const auto resumed = run_training(recipe, o);
+  EXPECT_EQ(resumed.first_step, 6);
+  for (const char* kept : {"step-00000006", "step-00000008", "step-abc", "step-99999999999999999999", "zzz"})
+    EXPECT_TRUE(fs::exists(ckpt + "/" + kept)) << kept;
+
+  const std::string last = ckpt + "/step-00000008";
+  auto expect_refused = [&](const std::string& file, const std::string& needle) {
+    try {
+      run_training(recipe, o);
+      ADD_FAILURE() << "resumed from a damaged " << file;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(file + ": " + needle), std::string::npos) << e.what();
+    }
+  };
+  auto damage = [&](const std::string& name, const std::function<void(const std::string&)>& how,
+                    const std::string& needle) {
+    const std::string file = last + "/" + name, kept = file + ".orig";
+    fs::copy_file(file, kept);
+    how(file);
+    expect_refused(file, needle);
+    fs::rename(kept, file);
+  };
+  damage("state.json", [](const std::string& f) { write(f, R"({"step": 5, "task": "vae"})"); }, "says step 5");
+  damage("state.json", [](const std::string& f) { write(f, R"({"step": 8, "task": "lora"})"); }, "is a checkpoint of a");
+  damage("ema.safetensors", [](const std::string& f) {
+    auto tensors = load_safetensors(f);
+    auto& first = tensors.begin()->second;
+    first = torch::full_like(first, NAN);
+    save_safetensors(f, tensors);
+  }, "tensor '");
+  damage("optimizer.pt", [](const std::string& f) { fs::resize_file(f, fs::file_size(f) / 2); },
+         "cannot be read as an optimizer state");
+  {  // Another process holding the run.
+    const int fd = ::open((dir_->path + "/damaged/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+    ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+    expect_refused(dir_->path + "/damaged", "is in use by another lumen run");
+    ::close(fd);
+  }
+  o.stop_after = 0;
+  const auto done = run_training(recipe, o);
+  EXPECT_TRUE(done.finished);
+  EXPECT_EQ(done.first_step, 8);
 }
 
 TEST_F(TrainTest, LoraTrainsOnAnExistingModelAndLoadsAsAnAdapter) {
