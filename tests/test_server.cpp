@@ -6,6 +6,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -46,6 +49,7 @@ class Running {
     server_->shutdown();
     thread_.join();
   }
+  int port() const { return port_; }
   httplib::Client client() const {
     httplib::Client c("127.0.0.1", port_);
     c.set_read_timeout(300);
@@ -369,6 +373,29 @@ TEST(Server, BurstOf50GetsImagesOr429AndNothingIsDropped) {
   EXPECT_EQ(ok + full, 50);
   EXPECT_GE(ok, 3);  // the running job and a full queue
   EXPECT_GE(full, 1);
+}
+
+// Idle connections each hold a handler until the read timeout. Fifty of them (a
+// careless client pool, or a hostile one) once delayed /progress by 10 s (200:
+// 55 s); now it is answered within the client's 3 s read timeout.
+TEST(Server, IdleConnectionsDoNotStarveProgress) {
+  Running s(ServerOptions{});
+  std::vector<int> idle;
+  for (int i = 0; i < 50; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(s.port()));
+    ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    idle.push_back(fd);
+  }
+  auto c = s.client();
+  c.set_read_timeout(3);
+  const auto r = c.Get("/sdapi/v1/progress");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, 200);
+  for (int fd : idle) ::close(fd);
 }
 
 TEST(Server, InterruptEndsTheRunningJobAndTheServerGoesOn) {
