@@ -44,6 +44,16 @@ template std::string config_field(const nlohmann::json&, const char*, std::strin
 template int64_t config_field(const nlohmann::json&, const char*, int64_t, const std::string&);
 template std::vector<int64_t> config_field(const nlohmann::json&, const char*, std::vector<int64_t>, const std::string&);
 
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::string& file) {
+  if (!fs::is_regular_file(file)) throw Error(file, "missing (the optimizer's state of this checkpoint)");
+  try {
+    torch::load(optimizer, file);
+  } catch (const c10::Error& e) {
+    throw Error(file, "cannot be read as an optimizer state (a damaged checkpoint?): " +
+                          std::string(e.what_without_backtrace()).substr(0, 120));
+  }
+}
+
 void load_model_weights(const std::string& folder, torch::nn::Module& module) {
   const std::string file = folder + "/model.safetensors";
   if (!fs::is_regular_file(file)) throw Error(file, "missing (the model's weights)");

@@ -17,6 +17,10 @@ nlohmann::json read_model_config(const std::string& folder, const std::string& k
 template <class T>
 T config_field(const nlohmann::json& config, const char* key, T fallback, const std::string& where);
 
+// An optimizer's state saved by torch::save; a missing or damaged file is an
+// error naming it (LibTorch's own "PytorchStreamReader failed …" names none).
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const std::string& file);
+
 // Copies every parameter and buffer of `module` from the folder's weights.
 void load_model_weights(const std::string& folder, torch::nn::Module& module);
 

@@ -169,11 +169,17 @@ class FeedbackObjective : public DiffusionObjective {
     if (!std::filesystem::is_regular_file(file))
       throw Error(folder, "checkpoint has no feedback_state.json (was it written by lumen feedback?)");
     const json state = read_json_file(file);
-    calls_ = state.at("calls").get<int64_t>();
-    selector_->restore(state.at("prompts"));
+    if (!state.is_object() || !state.contains("calls") || !state["calls"].is_number_integer() || !state.contains("prompts"))
+      throw Error(file, "has no integer 'calls' and 'prompts' (a damaged checkpoint?)");
+    calls_ = state["calls"].get<int64_t>();
+    try {
+      selector_->restore(state["prompts"]);
+    } catch (const json::exception&) {
+      throw Error(file, "its 'prompts' state is damaged");
+    }
     if (discriminator_) {
       load_model_weights(folder + "/discriminator", *discriminator_);
-      torch::load(*d_optimizer_, folder + "/discriminator/optimizer.pt");
+      load_optimizer_state(*d_optimizer_, folder + "/discriminator/optimizer.pt");
     }
   }
 

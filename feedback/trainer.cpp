@@ -22,6 +22,7 @@
 #include "io/image_io.h"
 #include "io/safetensors_torch.h"
 #include "io/text_file.h"
+#include "model_folder.h"
 #include "objective.h"
 #include "plot.h"
 #include "runtime.h"
@@ -154,18 +155,6 @@ int64_t checkpoint_state_step(const std::string& folder, const json& state, cons
                           task_name(recipe.task) + "'");
   *seconds = state.contains("train_seconds") && state["train_seconds"].is_number() ? state["train_seconds"].get<double>() : 0.0;
   return step;
-}
-
-// LibTorch's archive errors ("PytorchStreamReader failed …") name no file.
-template <class Optimizer>
-void load_optimizer(Optimizer& optimizer, const std::string& file) {
-  if (!fs::is_regular_file(file)) throw Error(file, "missing (the optimizer's state of this checkpoint)");
-  try {
-    torch::load(optimizer, file);
-  } catch (const c10::Error& e) {
-    throw Error(file, "cannot be read as an optimizer state (a damaged checkpoint?): " +
-                          std::string(e.what_without_backtrace()).substr(0, 120));
-  }
 }
 
 // An exclusive lock on OUTPUT/.lock for the run's life: two processes writing
@@ -366,7 +355,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     result.first_step = checkpoint_state_step(resume_from, state, recipe, &previous_seconds);
     load_into(params, resume_from + "/trainable.safetensors");
     if (ema) load_into(ema->shadow(), resume_from + "/ema.safetensors");
-    load_optimizer(optimizer, resume_from + "/optimizer.pt");
+    load_optimizer_state(optimizer, resume_from + "/optimizer.pt");
     objective->load_state(resume_from);
     std::fprintf(stderr, "resuming %s from step %lld\n", out.c_str(), static_cast<long long>(result.first_step));
   }

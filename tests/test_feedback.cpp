@@ -264,6 +264,11 @@ TEST_F(FeedbackTest, NonFiniteRewardStopsAndKeepsTheLastCheckpoint) {
   EXPECT_NE(e.find("non-finite"), std::string::npos) << e;
   EXPECT_NE(e.find(bad), std::string::npos) << e;
   EXPECT_TRUE(fs::exists(dir_->path + "/nan/checkpoints/step-00000002/state.json"));
+  // A damaged feedback state is an error naming its file (it was a bare json.exception).
+  const std::string state = dir_->path + "/nan/checkpoints/step-00000002/feedback_state.json";
+  std::ofstream(state) << R"({"calls": "x", "prompts": {}})";
+  const auto damaged = error_of([&] { run_training(r, again); });
+  EXPECT_NE(damaged.find(state + ": has no integer 'calls'"), std::string::npos) << damaged;
 }
 
 // UniFL on a Stable Diffusion 1.x model (the golden set's tiny random one) with
