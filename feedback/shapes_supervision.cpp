@@ -34,6 +34,19 @@ void spoil_background(RgbImage& image, const shapes::Rgb bg, std::mt19937_64& rn
   }
 }
 
+// One row per caption, each parsed as ShapesWorld's grammar; `why` says what
+// a caption of another kind would have lacked.
+template <class PerCaption>
+torch::Tensor stack_per_caption(const std::vector<std::string>& captions, const char* why, PerCaption per_caption) {
+  std::vector<torch::Tensor> rows;
+  for (const auto& text : captions) {
+    const auto c = shapes::parse_caption(text);
+    if (!c) throw Error("caption '" + text + "'", std::string("is not a ShapesWorld caption (") + why + ")");
+    rows.push_back(per_caption(*c));
+  }
+  return torch::stack(rows);
+}
+
 }  // namespace
 
 torch::Tensor label_map(const shapes::Caption& drawn, int width, int height, shapes::Jitter jitter) {
@@ -89,13 +102,8 @@ torch::Tensor caption_features(const shapes::Caption& c) {
 }
 
 torch::Tensor caption_features(const std::vector<std::string>& captions) {
-  std::vector<torch::Tensor> rows;
-  for (const auto& text : captions) {
-    const auto c = shapes::parse_caption(text);
-    if (!c) throw Error("caption '" + text + "'", "is not a ShapesWorld caption (the ShapesWorld rewards read only those)");
-    rows.push_back(caption_features(*c));
-  }
-  return torch::stack(rows);
+  return stack_per_caption(captions, "the ShapesWorld rewards read only those",
+                           [](const shapes::Caption& c) { return caption_features(c); });
 }
 
 torch::Tensor background_colour(const shapes::Caption& caption) {
@@ -104,13 +112,8 @@ torch::Tensor background_colour(const shapes::Caption& caption) {
 }
 
 torch::Tensor background_colours(const std::vector<std::string>& captions) {
-  std::vector<torch::Tensor> rows;
-  for (const auto& text : captions) {
-    const auto c = shapes::parse_caption(text);
-    if (!c) throw Error("caption '" + text + "'", "is not a ShapesWorld caption (its background colour is unknown)");
-    rows.push_back(background_colour(*c));
-  }
-  return torch::stack(rows);
+  return stack_per_caption(captions, "its background colour is unknown",
+                           [](const shapes::Caption& c) { return background_colour(c); });
 }
 
 const char* dimension_name(RewardDimension d) {

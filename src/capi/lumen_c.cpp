@@ -143,15 +143,16 @@ lumen::RgbImage rgb_of(const lumen_image& image) {
   return rgb;
 }
 
-// A generation input (`what` names it in the error), checked before use. One
-// with over four times the generation's pixels is shrunk to its size here, in
-// 8 bits with OpenCV's area filter: a 16000² upload for a 64² image would
-// otherwise become gigabytes of float pixels before the pipeline resizes it.
+// A generation input (`what` names it in the error), checked before use.
 void check_input(const lumen_image& image, const char* what) {
   if (!image.pixels || image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384)
     throw lumen::Error(what, "needs pixels and a width and height in 1..16384");
 }
 
+// A checked input as RGB. One with over four times the generation's pixels is
+// shrunk to its size here, in 8 bits with OpenCV's area filter: a 16000² upload
+// for a 64² image would otherwise become gigabytes of float pixels before the
+// pipeline resizes it.
 lumen::RgbImage input_rgb(const lumen_image& image, const char* what, int64_t width, int64_t height) {
   check_input(image, what);
   if (static_cast<int64_t>(image.width) * image.height <= 4 * width * height) return rgb_of(image);

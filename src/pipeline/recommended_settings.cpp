@@ -36,15 +36,20 @@ RecommendedSettings parse_settings(const nlohmann::json& j, const std::string& w
   return r;
 }
 
+// A folder's lumen_generation.json: its path, "" when it has none.
+std::string settings_file(const std::string& folder) {
+  const std::string file = folder + "/lumen_generation.json";
+  return std::filesystem::is_regular_file(file) ? file : std::string();
+}
+
 }  // namespace
 
 std::string recommended_settings_text(const std::string& model_path) {
-  namespace fs = std::filesystem;
-  if (fs::is_directory(model_path)) {
-    const std::string file = model_path + "/lumen_generation.json";
-    return fs::is_regular_file(file) ? read_yaml_or_json(file).dump() : std::string();
+  if (std::filesystem::is_directory(model_path)) {
+    const std::string file = settings_file(model_path);
+    return file.empty() ? std::string() : read_yaml_or_json(file).dump();
   }
-  if (!fs::is_regular_file(model_path)) return {};
+  if (!std::filesystem::is_regular_file(model_path)) return {};
   const auto file = SafetensorsFile::open(model_path);
   const auto it = file->metadata().find(kRecommendedSettingsKey);
   return it == file->metadata().end() ? std::string() : it->second;
@@ -52,9 +57,8 @@ std::string recommended_settings_text(const std::string& model_path) {
 
 RecommendedSettings read_recommended_settings(const std::string& model_path) {
   if (std::filesystem::is_directory(model_path)) {
-    const std::string file = model_path + "/lumen_generation.json";
-    if (!std::filesystem::is_regular_file(file)) return {};
-    return parse_settings(read_yaml_or_json(file), file);
+    const std::string file = settings_file(model_path);
+    return file.empty() ? RecommendedSettings{} : parse_settings(read_yaml_or_json(file), file);
   }
   const std::string text = recommended_settings_text(model_path);
   if (text.empty()) return {};
