@@ -398,6 +398,77 @@ TEST(Server, IdleConnectionsDoNotStarveProgress) {
   for (int fd : idle) ::close(fd);
 }
 
+namespace {
+int connect_raw(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  return ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 ? fd : -1;
+}
+
+// Whether `answer` holds a whole response: its headers and Content-Length bytes.
+bool complete_response(const std::string& answer) {
+  const size_t end = answer.find("\r\n\r\n");
+  const size_t length = answer.find("Content-Length: ");
+  if (end == std::string::npos || length == std::string::npos || length > end) return false;
+  return answer.size() >= end + 4 + std::stoul(answer.substr(length + 16));
+}
+
+// Sends `head`, then the body a byte every 0.4 s until the server answers or
+// closes; returns what it answered and how long that took.
+std::pair<std::string, double> trickle(int port, const std::string& head, double give_up_seconds) {
+  const int fd = connect_raw(port);
+  if (fd < 0) return {"(no connection)", 0};
+  const auto start = std::chrono::steady_clock::now();
+  const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+  std::string answer;
+  while (elapsed() < give_up_seconds) {
+    ::send(fd, "x", 1, MSG_NOSIGNAL);
+    timeval wait{0, 400000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    char buffer[4096];
+    const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n > 0) answer.append(buffer, static_cast<size_t>(n));
+    if (n == 0 || complete_response(answer)) break;
+  }
+  const double took = elapsed();
+  ::close(fd);
+  return {answer, took};
+}
+}  // namespace
+
+// A body trickled a byte at a time (each within the 2 s read timeout) once
+// held a handler for as long as its Content-Length allowed: 100,000 bytes,
+// 55 hours. It must now arrive within the grace period plus its size at
+// 32 KiB/s, or the client gets 408.
+TEST(Server, TrickledBodiesAreCutOff) {
+  ServerOptions o;
+  o.limits.body_grace_seconds = 1;
+  Running s(o);
+  for (const char* path : {"/sdapi/v1/txt2img", "/sdapi/v1/interrupt"}) {
+    const auto [answer, took] = trickle(
+        s.port(), std::string("POST ") + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 20);
+    EXPECT_NE(answer.find(" 408 "), std::string::npos) << path << ": " << answer;
+    EXPECT_LT(took, 6) << path;
+  }
+  // A body on an endpoint that takes none is not read at all.
+  const auto [answer, took] =
+      trickle(s.port(), "GET /sdapi/v1/progress HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 20);
+  EXPECT_NE(answer.find(" 400 "), std::string::npos) << answer;
+  EXPECT_NE(answer.find("takes no request body"), std::string::npos) << answer;
+  EXPECT_LT(took, 3);
+  // A POST with neither Content-Length nor Transfer-Encoding has no body
+  // (`curl -X POST`): answered at once, not after waiting for more.
+  const auto [bare, bare_took] = trickle(s.port(), "POST /sdapi/v1/interrupt HTTP/1.1\r\nHost: x\r\n\r\n", 20);
+  EXPECT_NE(bare.find(" 200 "), std::string::npos) << bare;
+  EXPECT_LT(bare_took, 1.5);
+  // Bodies sent at once still work.
+  EXPECT_EQ(post(s, "/sdapi/v1/txt2img", kSmall)->status, 200);
+}
+
 TEST(Server, InterruptEndsTheRunningJobAndTheServerGoesOn) {
   ServerOptions o;
   o.limits.max_steps = 1000;

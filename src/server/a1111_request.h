@@ -21,6 +21,10 @@ struct Limits {
   int max_side = 4096;
   int max_steps = 150;
   int max_images = 16;  // batch_size · n_iter
+  // A request body must arrive within this grace period plus its size at the
+  // rate below, so a client that trickles it cannot hold a handler for hours.
+  double body_grace_seconds = 10;
+  double min_body_bytes_per_second = 32 << 10;
 };
 
 struct LoraTag {

@@ -3,7 +3,9 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -38,8 +40,37 @@ void send_error(httplib::Response& res, int status, const std::string& kind, con
   send_json(res, {{"error", kind}, {"detail", detail}}, status);
 }
 
-json parse_body(const httplib::Request& req) {
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+// Reads a POST body through httplib's content reader rather than letting the
+// library read it whole: the library's only bound is the 2 s between bytes,
+// so a body trickled a byte at a time held a handler for as long as its
+// Content-Length allowed. Here it must arrive within the limits' deadline.
+std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader, const Limits& limits) {
+  // RFC 9112 6.3: a request with neither header has no body (`curl -X POST`);
+  // httplib would wait for the connection to close.
+  if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) return "";
+  const auto start = std::chrono::steady_clock::now();
+  std::string body;
+  bool late = false, too_large = false;
+  const bool complete = reader([&](const char* data, size_t n) {
+    if (body.size() + n > limits.max_body_bytes) return !(too_large = true);
+    body.append(data, n);
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    late = elapsed > limits.body_grace_seconds + static_cast<double>(body.size()) / limits.min_body_bytes_per_second;
+    return !late;
+  });
+  // httplib stops reading at its payload limit (the same max_body_bytes) itself.
+  too_large = too_large || (req.has_header("Content-Length") &&
+                            std::strtoull(req.get_header_value("Content-Length").c_str(), nullptr, 10) > limits.max_body_bytes);
+  if (too_large) throw ApiError(413, "too large", "the request body is over the server's limit");
+  if (late)
+    throw ApiError(408, "request timeout",
+                   "the request body arrived too slowly (" + std::to_string(body.size()) + " bytes so far)");
+  if (!complete) throw ApiError(400, "bad request", "the request body ended early");
+  return body;
+}
+
+json parse_body(const std::string& text) {
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) throw ApiError(400, "malformed JSON", "the request body is not valid JSON");
   return body;
 }
@@ -95,7 +126,9 @@ struct Server::State {
 
   void routes();
   bool authorized(const httplib::Request& req) const;
-  void generate(const httplib::Request& req, httplib::Response& res, bool img2img);
+  void generate(const std::string& body_text, httplib::Response& res, bool img2img);
+  // A POST endpoint; its handler gets the body, read within the deadline.
+  void post(const char* path, std::function<void(const std::string& body, httplib::Response&)> handler);
   // Runs `work` as a queued job; 429 / 503 when it cannot be queued.
   void run_job(const std::string& kind, const std::function<void(JobControl&)>& work);
 };
@@ -117,8 +150,15 @@ void Server::State::run_job(const std::string& kind, const std::function<void(Jo
   }
 }
 
-void Server::State::generate(const httplib::Request& req, httplib::Response& res, bool img2img) {
-  json body = parse_body(req);
+void Server::State::post(const char* path, std::function<void(const std::string&, httplib::Response&)> handler) {
+  http.Post(path, [this, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res,
+                                                       const httplib::ContentReader& reader) {
+    handler(read_body(req, reader, options.limits), res);
+  });
+}
+
+void Server::State::generate(const std::string& body_text, httplib::Response& res, bool img2img) {
+  json body = parse_body(body_text);
   GenerationRequest request = parse_generation_request(body, img2img, options.limits);
   decode_uploads(request, options.limits.max_pixels);
   GenerationOutcome outcome;
@@ -175,8 +215,8 @@ void Server::State::routes() {
                    "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'");
     res.set_content(page, "text/html; charset=utf-8");
   });
-  http.Post("/sdapi/v1/txt2img", [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); });
-  http.Post("/sdapi/v1/img2img", [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); });
+  post("/sdapi/v1/txt2img", [this](const std::string& body, httplib::Response& res) { generate(body, res, false); });
+  post("/sdapi/v1/img2img", [this](const std::string& body, httplib::Response& res) { generate(body, res, true); });
   http.Get("/sdapi/v1/progress", [this](const httplib::Request&, httplib::Response& res) {
     const JobProgress p = queue.progress();
     const double eta = p.fraction > 0 ? p.elapsed_seconds / p.fraction - p.elapsed_seconds : 0;
@@ -195,15 +235,15 @@ void Server::State::routes() {
                     {"current_image", nullptr},
                     {"textinfo", nullptr}});
   });
-  http.Post("/sdapi/v1/interrupt", [this](const httplib::Request&, httplib::Response& res) {
+  post("/sdapi/v1/interrupt", [this](const std::string&, httplib::Response& res) {
     queue.interrupt();
     send_json(res, json::object());
   });
   http.Get("/sdapi/v1/options", [this](const httplib::Request&, httplib::Response& res) {
     send_json(res, {{"sd_model_checkpoint", generator.selected_title()}, {"samples_format", "png"}});
   });
-  http.Post("/sdapi/v1/options", [this](const httplib::Request& req, httplib::Response& res) {
-    const json body = parse_body(req);
+  post("/sdapi/v1/options", [this](const std::string& text, httplib::Response& res) {
+    const json body = parse_body(text);
     if (!body.is_object()) throw ApiError(422, "invalid request", "the body must be a JSON object");
     const auto it = body.find("sd_model_checkpoint");
     if (it != body.end() && !it->is_null()) {
@@ -245,11 +285,11 @@ void Server::State::routes() {
       out.push_back({{"name", l.name}, {"alias", l.name}, {"path", l.path}, {"metadata", json::object()}});
     send_json(res, out);
   });
-  http.Post("/sdapi/v1/refresh-checkpoints", [this](const httplib::Request&, httplib::Response& res) {
+  post("/sdapi/v1/refresh-checkpoints", [this](const std::string&, httplib::Response& res) {
     registry.refresh_models();
     send_json(res, json::object());
   });
-  http.Post("/sdapi/v1/refresh-loras", [this](const httplib::Request&, httplib::Response& res) {
+  post("/sdapi/v1/refresh-loras", [this](const std::string&, httplib::Response& res) {
     registry.refresh_loras();
     send_json(res, json::object());
   });
@@ -264,10 +304,20 @@ Server::Server(ServerOptions options) : state_(std::make_unique<State>(std::move
   s.http.set_read_timeout(kReadTimeoutSeconds, 0);
   s.http.set_keep_alive_timeout(kReadTimeoutSeconds);
   s.http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
-    if (s.authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
-    res.set_header("WWW-Authenticate", s.options.auth.challenge());
-    send_error(res, 401, "unauthorized", "missing or wrong credentials");
-    return httplib::Server::HandlerResponse::Handled;
+    if (!s.authorized(req)) {
+      res.set_header("WWW-Authenticate", s.options.auth.challenge());
+      send_error(res, 401, "unauthorized", "missing or wrong credentials");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // Only POST bodies are read within a deadline (read_body); no other
+    // endpoint takes one, so none is read at all.
+    const bool has_body = req.has_header("Transfer-Encoding") || (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+    if (req.method != "POST" && has_body) {
+      send_error(res, 400, "bad request", req.method + " " + req.path + " takes no request body");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
   });
   s.http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     try {
