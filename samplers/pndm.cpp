@@ -42,17 +42,24 @@ class PLMS : public Scheduler {
     refuse_epsilon_at_zero_snr(config_, alphas_cumprod_, stepped_from, "PNDMScheduler");
     timesteps_ = torch::tensor(ts, torch::kLong);
     outputs_.clear();
+    calls_ = 0;
   }
 
   StepResult step(const torch::Tensor& model_output, int64_t i, const torch::Tensor& x, at::Generator*) override {
     if (!timesteps_.defined()) throw Error("PNDMScheduler", "set_timesteps() must be called before step()");
     const std::vector<int64_t> ts(timesteps_.data_ptr<int64_t>(), timesteps_.data_ptr<int64_t>() + timesteps_.numel());
-    const int64_t t = current_timestep(ts, i);
-    const int64_t prev = i == 1 ? ts[1] : t - stride_;
-    if (i == 0) outputs_.clear();
+    if (i < 0 || i >= static_cast<int64_t>(ts.size())) throw Error("PNDMScheduler", "step index out of range");
+    // The reference counts its calls, not the index: img2img starts at index
+    // `start` and that call is the method's first. (Keyed on the index, a
+    // start at 1 took the "repeated step" branch with no step before it and
+    // read an empty history: a segfault, from the CLI and from one HTTP request.)
+    const int64_t call = calls_++;
+    const bool repeat = call == 1 && ts.size() > 1;
+    const int64_t t = repeat ? ts[i] + stride_ : ts[i];
+    const int64_t prev = repeat ? ts[i] : t - stride_;
 
     torch::Tensor out, sample = x;
-    if (i == 1) {
+    if (repeat) {
       // The repeated timestep: redo step 0 from its start with the mean output.
       out = (model_output + outputs_.back()) / 2;
       sample = first_sample_;
@@ -78,7 +85,8 @@ class PLMS : public Scheduler {
  private:
   double alpha(int64_t t) const { return alphas_cumprod_[t].item<double>(); }
 
-  // The step from t: the 2nd call (i = 1) steps from the 1st timestep again.
+  // The step from t when sampling starts at index 0: the 2nd call (i = 1) steps
+  // from the 1st timestep again.
   int64_t current_timestep(const std::vector<int64_t>& ts, size_t i) const { return i == 1 ? ts[1] + stride_ : ts[i]; }
 
   // x_prev = √ᾱ_prev·x0 + √(1 − ᾱ_prev)·ε: the reference's formula (PNDM eq. 9)
@@ -92,6 +100,7 @@ class PLMS : public Scheduler {
 
   double final_alpha_ = 1.0;
   int64_t stride_ = 1;
+  int64_t calls_ = 0;                   // step() calls since set_timesteps
   std::vector<torch::Tensor> outputs_;  // model outputs of the last (up to 4) steps
   torch::Tensor first_sample_;
 };

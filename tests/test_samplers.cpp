@@ -70,6 +70,30 @@ TEST(Samplers, DdimEtaOnZeroSnrStaysFinite) {
   EXPECT_TRUE(torch::isfinite(x).all().item<bool>());
 }
 
+// img2img starts PLMS part-way down its timesteps. diffusers' PNDMScheduler
+// counts its calls: the first is an order-1 step whatever the index (DDIM's
+// from that timestep), the second redoes a step with the mean output. Keyed
+// on the index, a start at index 1 read an empty history and crashed.
+TEST(Samplers, PlmsStartedPartWayFollowsTheReferencesCallCount) {
+  const auto config = sd_config(Prediction::Epsilon, Spacing::Leading, false);
+  auto plms = make_scheduler("plms", config);
+  auto ddim = make_scheduler("ddim", config);
+  plms->set_timesteps(4);
+  ddim->set_timesteps(4);
+  const auto x = torch::randn({1, 4, 8, 8}), e = torch::randn({1, 4, 8, 8});
+  // PLMS's timesteps repeat their second entry: index 1 of PLMS is index 1 of DDIM.
+  ASSERT_EQ(plms->timesteps()[1].item<int64_t>(), ddim->timesteps()[1].item<int64_t>());
+  const auto first = plms->step(e, 1, x, nullptr).prev_sample;
+  EXPECT_TRUE(torch::allclose(first, ddim->step(e, 1, x, nullptr).prev_sample, 1e-5, 1e-6));
+  const auto e2 = torch::randn({1, 4, 8, 8});
+  // The reference's redo: from x again with the mean output, read as one
+  // stride above the passed timestep (DDIM's index 0 here, 751 → 501).
+  const auto second = plms->step(e2, 2, first, nullptr).prev_sample;
+  EXPECT_TRUE(torch::allclose(second, ddim->step((e + e2) / 2, 0, x, nullptr).prev_sample, 1e-5, 1e-6));
+  for (int64_t i = 3; i < plms->timesteps().size(0); ++i)
+    EXPECT_TRUE(plms->step(torch::randn({1, 4, 8, 8}), i, x, nullptr).prev_sample.isfinite().all().item<bool>());
+}
+
 TEST(Samplers, UnknownNameListsKnownNames) {
   const auto message = error_of([] { make_scheduler("heun++", ScheduleConfig{}); });
   ASSERT_FALSE(message.empty());
