@@ -11,6 +11,7 @@
 #include "error.h"
 #include "image_grid.h"
 #include "io/image_io.h"
+#include "prompt/prompt_parser.h"
 #include "shapes/shapes_world.h"
 #include "shapes_supervision.h"
 
@@ -27,18 +28,17 @@ uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
   return splitmix(splitmix(splitmix(seed) ^ a) ^ b);
 }
 
-namespace {
-
-// In [0, 1) from the raw 64-bit draw: the same on every standard library.
-double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
-
-// About as many pixels at every resolution as batch_size images at the
-// dataset's width × height: at least one image, at most four batches' worth.
 int64_t images_at(const DatasetSpec& spec, const Resolution& r, int64_t batch_size) {
   const double scaled = static_cast<double>(batch_size) * static_cast<double>(spec.width * spec.height) /
                         static_cast<double>(r.width * r.height);
   return std::clamp<int64_t>(std::llround(scaled), 1, 4 * batch_size);
 }
+
+namespace {
+
+// In [0, 1) from the raw 64-bit draw: the same on every standard library.
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
 
 
 class ShapesDataset : public Dataset {
@@ -89,31 +89,47 @@ bool is_image_file(const fs::path& p) {
   return false;
 }
 
+// A caption sidecar, checked when the dataset is built: one over the prompt
+// limits (length, nesting, chunks) used to end a run when it was first drawn,
+// maybe thousands of steps in, as "prompt: …" without the file.
 std::string read_caption(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error(file.string(), "cannot read the caption");
-  std::ostringstream s;
-  s << in.rdbuf();
-  std::string text = s.str();
+  std::string text(kMaxPromptBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxPromptBytes)
+    throw Error(file.string(), "the caption is over " + std::to_string(kMaxPromptBytes) + " bytes");
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
   size_t start = 0;
   while (start < text.size() && std::isspace(static_cast<unsigned char>(text[start]))) ++start;
-  return text.substr(start);
+  text = text.substr(start);
+  try {
+    parse_prompt_weights(text);
+  } catch (const Error& e) {
+    throw Error(file.string(), std::string("the caption: ") + e.what());
+  }
+  return text;
 }
 
-// Scales the shorter side to fit, then crops the centre: no distortion.
+// Crops the centre to the target's aspect ratio, then scales it: no
+// distortion. Cropping first bounds the work by the image itself (scaling
+// first blew a 1×16,000,000 PNG up to a 196 GB allocation).
 RgbImage fit_and_crop(const RgbImage& image, int width, int height) {
   cv::Mat src(image.height, image.width, CV_8UC3, const_cast<uint8_t*>(image.pixels.data()));
-  const double scale = std::max(static_cast<double>(width) / image.width, static_cast<double>(height) / image.height);
-  const int w = std::max(width, static_cast<int>(std::lround(image.width * scale)));
-  const int h = std::max(height, static_cast<int>(std::lround(image.height * scale)));
+  const double target = static_cast<double>(width) / height;
+  int cw = image.width, ch = image.height;
+  if (static_cast<double>(image.width) / image.height > target)
+    cw = std::clamp(static_cast<int>(std::lround(image.height * target)), 1, image.width);
+  else
+    ch = std::clamp(static_cast<int>(std::lround(image.width / target)), 1, image.height);
+  const cv::Mat crop = src(cv::Rect((image.width - cw) / 2, (image.height - ch) / 2, cw, ch));
   cv::Mat resized;
-  cv::resize(src, resized, cv::Size(w, h), 0, 0, scale < 1 ? cv::INTER_AREA : cv::INTER_CUBIC);
-  cv::Mat crop = resized(cv::Rect((w - width) / 2, (h - height) / 2, width, height)).clone();
+  cv::resize(crop, resized, cv::Size(width, height), 0, 0, cw > width ? cv::INTER_AREA : cv::INTER_CUBIC);
   RgbImage out;
   out.width = width;
   out.height = height;
-  out.pixels.assign(crop.data, crop.data + static_cast<size_t>(width) * height * 3);
+  out.pixels.assign(resized.data, resized.data + static_cast<size_t>(width) * height * 3);
   return out;
 }
 

@@ -30,6 +30,11 @@ class Dataset {
 // folder, an image without a caption, or an unreadable image.
 std::unique_ptr<Dataset> make_dataset(const DatasetSpec& spec);
 
+// Images per batch at resolution `r` of a multi-resolution dataset: about as
+// many pixels as batch_size images at the dataset's width × height, at least
+// one image, at most four batches' worth.
+int64_t images_at(const DatasetSpec& spec, const Resolution& r, int64_t batch_size);
+
 // A 64-bit mix of a seed with counters (splitmix64), for per-step streams.
 uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b = 0);
 

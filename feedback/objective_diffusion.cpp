@@ -13,6 +13,8 @@
 #include "nn/init.h"
 #include "lora_trainable.h"
 #include "objective_diffusion.h"
+
+#include "pipeline/memory_estimate.h"
 #include "pipeline/pipeline.h"
 #include "prompt/prompt_parser.h"
 #include "runtime.h"
@@ -106,6 +108,16 @@ DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
   if (recipe.gradient_checkpointing) {  // activations recomputed in backward: less memory, ~1/3 more compute
     model_->unet->set_gradient_checkpointing(true);
     model_->vae->set_gradient_checkpointing(true);
+  }
+  // Before any step: a size whose attention alone cannot fit is refused now,
+  // not by the kernel's OOM killer minutes later (a 4096² LoRA recipe grew
+  // to 24 GB in 90 s and was killed).
+  std::vector<Resolution> sizes = recipe.dataset.resolutions;
+  if (sizes.empty()) sizes.push_back({recipe.dataset.width, recipe.dataset.height});
+  for (const Resolution& r : sizes) {
+    const int64_t batch = images_at(recipe.dataset, r, recipe.batch_size);
+    check_training_fits(estimate_training_bytes(*model_, r.width, r.height, batch, recipe.gradient_checkpointing),
+                        r.width, r.height, batch, recipe.file);
   }
   for (auto& p : model_->vae->parameters()) p.set_requires_grad(false);
   if (!train_text_encoder())

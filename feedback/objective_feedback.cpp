@@ -55,7 +55,12 @@ struct HeldOutUnits {
 };
 HeldOutUnits held_out_units(const std::string& folder) {
   const auto config = read_model_config(folder, "shapes_reward");
-  const double preferred = config.value("preferred_mean", 1.0), rejected = config.value("rejected_mean", 0.0);
+  const std::string where = folder + "/config.json";
+  const double preferred = config_field(config, "preferred_mean", 1.0, where);
+  const double rejected = config_field(config, "rejected_mean", 0.0, where);
+  // Finite each, but their gap may still overflow (1e308 and -1e308).
+  if (!std::isfinite(preferred - rejected) || std::fabs(rejected) > 1e12 || std::fabs(preferred) > 1e12)
+    throw Error(where, "preferred_mean and rejected_mean must be finite rewards within ±1e12");
   return {rejected, preferred - rejected > 1e-6 ? preferred - rejected : 1.0};
 }
 
@@ -437,7 +442,7 @@ class FeedbackObjective : public DiffusionObjective {
 
   void save_discriminator(const std::string& folder) {
     save_reward(folder + "/discriminator", discriminator_);
-    torch::save(*d_optimizer_, folder + "/discriminator/optimizer.pt");
+    save_optimizer_state(*d_optimizer_, folder + "/discriminator/optimizer.pt");
   }
 
   FeedbackSpec spec_;

@@ -11,6 +11,7 @@
 #include "nn/init.h"
 #include "nn/vae.h"
 #include "objective_parts.h"
+#include "pipeline/memory_estimate.h"
 #include "shapes/judge.h"
 #include "shapes/shapes_world.h"
 
@@ -36,6 +37,9 @@ class VaeObjective : public Objective {
       vae_ = nn::AutoencoderKL(parse_vae_config(config_, recipe.file + ": vae.config"));
       nn::init_for_training(*vae_, recipe.seed);
     }
+    check_training_fits(estimate_vae_training_bytes(vae_->config, recipe.dataset.width, recipe.dataset.height,
+                                                    recipe.batch_size),
+                        recipe.dataset.width, recipe.dataset.height, recipe.batch_size, recipe.file);
     if (recipe.vae_decoder_only)
       for (auto& [name, p] : named_parameters(*vae_))
         if (!is_decoder(name)) p.set_requires_grad(false);

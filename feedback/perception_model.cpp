@@ -1,6 +1,7 @@
 #include "perception_model.h"
 
 #include "error.h"
+#include "runtime.h"
 #include "shapes/judge.h"
 #include "model_folder.h"
 
@@ -105,6 +106,15 @@ SegmenterConfig segmenter_config(const nlohmann::json& j, const std::string& whe
     throw Error(where, "bad segmenter config (resolution 8..4096, classes 2..1024, 1..6 channel levels)");
   for (auto ch : c.channels)
     if (ch < 1 || ch > 4096) throw Error(where, "segmenter channels must be in 1..4096");
+  // Checked before anything is allocated: two 3×3 convolutions per block, down and up.
+  double parameters = 0;
+  int64_t in = 3;
+  for (int64_t ch : c.channels) parameters += 9.0 * static_cast<double>(in * ch + ch * ch), in = ch;
+  for (size_t i = c.channels.size() - 1; i > 0; --i) {
+    const double a = static_cast<double>(c.channels[i] + c.channels[i - 1]), b = static_cast<double>(c.channels[i - 1]);
+    parameters += 9.0 * (a * b + b * b);
+  }
+  if (parameters > kMaxJudgeParameters) throw Error(where, too_many_parameters(parameters));
   return c;
 }
 
@@ -116,7 +126,8 @@ void save_segmenter(const std::string& folder, Segmenter& model, nlohmann::json 
 
 Segmenter load_segmenter(const std::string& folder) {
   const auto config = read_model_config(folder, "segmenter");
-  Segmenter model(segmenter_config(config, folder + "/config.json"));
+  const std::string where = folder + "/config.json";
+  Segmenter model = built_from(where, [&] { return Segmenter(segmenter_config(config, where)); });
   load_model_weights(folder, *model);
   model->eval();
   for (auto& p : model->parameters()) p.set_requires_grad(false);

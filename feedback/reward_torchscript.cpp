@@ -11,6 +11,17 @@
 namespace lumen::train {
 namespace {
 
+// LibTorch's messages span lines and may start with one ("\nUnknown type
+// name 'os.system':\n…"): the first non-empty line, trimmed to 200 characters.
+std::string one_line(const std::string& text) {
+  size_t begin = text.find_first_not_of(" \n\r\t");
+  if (begin == std::string::npos) return "(no message)";
+  const size_t end = text.find('\n', begin);
+  std::string line = text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+  while (!line.empty() && (line.back() == ':' || line.back() == ' ' || line.back() == '\r')) line.pop_back();
+  return line.size() > 200 ? line.substr(0, 200) + "…" : line;
+}
+
 class TorchScriptReward : public ImageReward {
  public:
   TorchScriptReward(const std::string& path, const torch::Device& device) : path_(path) {
@@ -19,7 +30,9 @@ class TorchScriptReward : public ImageReward {
     try {
       module_ = torch::jit::load(path, device);
     } catch (const c10::Error& e) {
-      throw Error(path, std::string("not a loadable TorchScript module: ") + e.what_without_backtrace());
+      throw Error(path, "not a loadable TorchScript module: " + one_line(e.what_without_backtrace()));
+    } catch (const std::exception& e) {  // the TorchScript compiler's own errors are not c10::Errors
+      throw Error(path, "not a loadable TorchScript module: " + one_line(e.what()));
     }
     module_.eval();
     for (auto p : module_.parameters()) p.requires_grad_(false);
@@ -30,7 +43,9 @@ class TorchScriptReward : public ImageReward {
     try {
       out = module_.forward({images});
     } catch (const c10::Error& e) {
-      throw Error(path_, std::string("forward failed: ") + e.what_without_backtrace());
+      throw Error(path_, "forward failed: " + one_line(e.what_without_backtrace()));
+    } catch (const std::exception& e) {
+      throw Error(path_, "forward failed: " + one_line(e.what()));
     }
     if (!out.isTensor()) throw Error(path_, "forward must return a tensor");
     auto s = out.toTensor();

@@ -1,6 +1,7 @@
 #include "shapes_reward_model.h"
 
 #include "error.h"
+#include "runtime.h"
 #include "model_folder.h"
 #include "shapes_supervision.h"
 
@@ -61,6 +62,17 @@ ShapesRewardConfig reward_config(const nlohmann::json& j, const std::string& whe
     throw Error(where, "bad reward model config (resolution 16..1024, 1..6 channel levels, hidden 1..4096)");
   for (auto ch : c.channels)
     if (ch < 1 || ch > 4096) throw Error(where, "reward model channels must be in 1..4096");
+  const int64_t levels = static_cast<int64_t>(c.channels.size());
+  if (c.resolution % (int64_t{1} << levels) != 0)
+    throw Error(where, "resolution " + std::to_string(c.resolution) + " must be a multiple of 2^" +
+                           std::to_string(levels) + " (one halving per channel level)");
+  // Checked before anything is allocated: a config once asked for 16,000 GiB.
+  double parameters = 0;
+  int64_t in = 3;
+  for (int64_t ch : c.channels) parameters += 16.0 * static_cast<double>(in * ch), in = ch;
+  const double side = static_cast<double>(c.resolution >> levels);
+  parameters += static_cast<double>(in) * side * side * static_cast<double>(c.hidden) + 2.0 * c.hidden * c.hidden;
+  if (parameters > kMaxJudgeParameters) throw Error(where, too_many_parameters(parameters));
   return c;
 }
 
@@ -72,7 +84,8 @@ void save_reward(const std::string& folder, ShapesReward& model, nlohmann::json 
 
 ShapesReward load_reward(const std::string& folder, bool trainable) {
   const auto config = read_model_config(folder, "shapes_reward");
-  ShapesReward model(reward_config(config, folder + "/config.json"));
+  const std::string where = folder + "/config.json";
+  ShapesReward model = built_from(where, [&] { return ShapesReward(reward_config(config, where)); });
   load_model_weights(folder, *model);
   for (auto& p : model->parameters()) p.set_requires_grad(trainable);
   return model;

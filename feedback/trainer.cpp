@@ -387,7 +387,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     fs::create_directories(tmp);
     save_safetensors(tmp + "/trainable.safetensors", as_map(params));
     if (ema) save_safetensors(tmp + "/ema.safetensors", as_map(ema->shadow()));
-    torch::save(optimizer, tmp + "/optimizer.pt");
+    save_optimizer_state(optimizer, tmp + "/optimizer.pt");
     objective->save_state(tmp);
     write_text_atomically(tmp + "/state.json",
                           json{{"step", done}, {"train_seconds", seconds}, {"task", task_name(recipe.task)}}.dump(2));

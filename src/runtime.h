@@ -3,6 +3,8 @@
 #include <exception>
 #include <string>
 
+#include "error.h"
+
 namespace lumen {
 
 // Sets LibTorch's intra-op threads; n ≤ 0 means one per core, chosen
@@ -42,5 +44,19 @@ bool blas_is_reference();
 // backtrace, and its allocator's failures as "out of memory (… GB asked)".
 // Sets *out_of_memory when it was one.
 std::string describe_error(const std::exception& e, bool* out_of_memory = nullptr);
+
+// Runs `make` (building a network from a config); a failure that is not
+// already Lumen's own error, such as an allocation a config asked for, becomes
+// one naming `where` (it named no file: "out of memory (… failed)").
+template <class Make>
+auto built_from(const std::string& where, Make make) -> decltype(make()) {
+  try {
+    return make();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(where, describe_error(e));
+  }
+}
 
 }  // namespace lumen

@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <tuple>
 
 #include "adapters/lora_apply.h"
 #include "error.h"
@@ -242,6 +243,26 @@ TEST_F(FeedbackTest, BadJudgesAreClearErrors) {
   e = error_of([&] { run_training(recipe("bad3", text.c_str(), {{"STEPS", "2"}}), o); });
   EXPECT_NE(e.find(colour_seg_->final_folder), std::string::npos) << e;
   EXPECT_NE(e.find("64x64"), std::string::npos) << e;
+  // Found by a fourth round of probing: a wrong-typed field leaked
+  // "[json.exception.type_error.302]", a fraction was truncated silently, and
+  // a config asked for a 16,000 GiB network before its resolution was checked.
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> configs = {
+      {"typed", {{"preferred_mean", "high"}}, "config field 'preferred_mean' must be a finite number"},
+      {"huge_means", {{"preferred_mean", 1e308}, {"rejected_mean", -1e308}}, "preferred_mean and rejected_mean"},
+      {"fraction", {{"channels", {8.9, 8.2}}}, "config field 'channels' must be a list of whole numbers"},
+      {"huge", {{"resolution", 1024}, {"channels", {4096}}, {"hidden", 4096}}, "asks for a network of"},
+      {"odd", {{"resolution", 63}}, "must be a multiple of 2^"},
+  };
+  for (const auto& [name, change, needle] : configs) {
+    const std::string folder = dir_->path + "/hostile-judge-" + name;
+    std::filesystem::copy(colour_->final_folder, folder, std::filesystem::copy_options::recursive);
+    auto config = nlohmann::json::parse(read_text_file(folder + "/config.json"));
+    config.update(change);
+    std::ofstream(folder + "/config.json") << config.dump();
+    e = error_of([&] { run_training(recipe("judge-" + name, kFeedbackRecipe, {{"STEPS", "2"}, {"COLOUR", folder}}), o); });
+    EXPECT_NE(e.find(folder + "/config.json"), std::string::npos) << e;
+    EXPECT_NE(e.find(needle), std::string::npos) << e;
+  }
 }
 
 TEST_F(FeedbackTest, NonFiniteRewardStopsAndKeepsTheLastCheckpoint) {

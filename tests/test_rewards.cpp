@@ -1,6 +1,7 @@
 // Reward models and the CLIP image tower: the aesthetic head's two layouts,
 // the TorchScript reward, gradients through the CLIP reward, the float
 // preprocessing against the exact 8-bit one, and bad CLIPModel folders.
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -132,6 +133,22 @@ TEST(TorchScriptReward, ScoresWithTheModule) {
   write_text(corrupt, "this is not a zip archive");
   EXPECT_NE(error_of([&] { train::make_reward({"torchscript", corrupt, ""}); }).find(corrupt), std::string::npos);
   EXPECT_NE(error_of([&] { train::make_reward({"sharpness", path, ""}); }).find("unknown kind"), std::string::npos);
+
+  // An archive whose pickle names a Python global (os.system) is refused by
+  // the TorchScript loader with an error that is not a c10::Error; it leaked
+  // as "\nUnknown type name 'os.system':…", naming no file.
+  const std::string hostile = dir.path + "/hostile.pt";
+  {
+    caffe2::serialize::PyTorchStreamWriter writer(hostile);
+    const std::string data = "\x80\x02" "cos\nsystem\n" "q\x00.", constants = "\x80\x02).", version = "3\n";
+    writer.writeRecord("data.pkl", data.data(), data.size());
+    writer.writeRecord("constants.pkl", constants.data(), constants.size());
+    writer.writeRecord("version", version.data(), version.size());
+    writer.writeEndOfFile();
+  }
+  const std::string message = error_of([&] { train::make_reward({"torchscript", hostile, ""}); });
+  EXPECT_EQ(message.rfind(hostile + ": not a loadable TorchScript module: ", 0), 0u) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
 }
 
 TEST(ClipReward, GradientReachesTheImage) {

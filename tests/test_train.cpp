@@ -1,6 +1,8 @@
 // The trainer on CI-sized models: losses go down, resume repeats an unbroken
 // run exactly, trained models and LoRAs load, bad input gets clear errors.
 #include <gtest/gtest.h>
+
+#include <chrono>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -544,6 +546,44 @@ TEST(TrainDataset, FolderWithCaptionSidecars) {
   }
 }
 
+// Found by probing: a 1×16,000,000 image was scaled before it was cropped (a
+// 196 GB allocation, OpenCV's own message), and a caption past the prompt
+// limits ended the run when first drawn, as "prompt: …" without its file.
+TEST(TrainDataset, ExtremeImagesAndBadCaptionsInAFolder) {
+  TempDir dir;
+  RgbImage thin;
+  thin.width = 1;
+  thin.height = 100000;
+  thin.pixels.assign(static_cast<size_t>(thin.height) * 3, 90);
+  write_png(dir.path + "/thin.png", thin, {}, false);
+  write(dir.path + "/thin.txt", "a thin line");
+  DatasetSpec spec;
+  spec.type = "folder";
+  spec.path = dir.path;
+  spec.width = 64;
+  spec.height = 64;
+  const auto b = make_dataset(spec)->batch(1, 0, 2);
+  EXPECT_EQ(b.images.sizes(), (std::vector<int64_t>{2, 3, 64, 64}));
+  EXPECT_NEAR(b.images.mean().item<double>(), 90 / 127.5 - 1, 1e-2);
+
+  const std::string nested = dir.path + "/thin.txt";
+  write(nested, std::string(40, '(') + "a thin line");
+  try {
+    make_dataset(spec);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(nested + ": the caption: prompt: brackets nest deeper"), std::string::npos)
+        << e.what();
+  }
+  write(nested, std::string(20000, 'a'));
+  try {
+    make_dataset(spec);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(nested + ": the caption is over 16384 bytes"), std::string::npos) << e.what();
+  }
+}
+
 // Multi-resolution ShapesWorld: one resolution per batch, as many pixels
 // per batch as batch_size images at width × height.
 TEST(TrainDataset, ShapesResolutionsScaleTheBatchToItsPixels) {
@@ -598,6 +638,49 @@ TEST(TrainDataset, FolderImagesGoToTheBucketOfTheirAspectRatio) {
   EXPECT_EQ(size_of["tall"], (std::pair<int64_t, int64_t>{32, 48}));
   EXPECT_EQ(size_of["square"], (std::pair<int64_t, int64_t>{32, 32}));
   EXPECT_EQ(size_of["square2"], (std::pair<int64_t, int64_t>{32, 32}));
+}
+
+// A size whose training step cannot fit is refused before the first step:
+// a 4096² LoRA recipe on the default model grew to 24 GB in 90 s and was
+// killed by the kernel (signal 9, no message).
+TEST(TrainMemory, SizesThatCannotFitAreRefusedBeforeTheFirstStep) {
+  TempDir dir;
+  const auto refused = [&](const std::string& name, const std::string& text, const std::string& size) {
+    const std::string file = write(dir.path + "/" + name, text);
+    const auto start = std::chrono::steady_clock::now();
+    TrainOptions o;
+    o.progress = false;
+    try {
+      run_training(read_recipe(file), o);
+      ADD_FAILURE() << name << ": no error";
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(file), std::string::npos) << message;
+      EXPECT_NE(message.find(size), std::string::npos) << message;
+      EXPECT_NE(message.find("a training step needs at least"), std::string::npos) << message;
+    }
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 20) << name;
+  };
+  refused("lora.yaml", fill(R"(task: lora
+output: OUT
+steps: 2
+batch_size: 4
+dataset: {type: shapes, width: 4096, height: 4096}
+model: {base: assets/default-model}
+lora: {rank: 2, alpha: 1}
+)", {{"OUT", dir.path + "/lora"}}), "4096x4096, batch 4");
+  // A multi-resolution recipe: the largest size's batch (scaled to its pixels: one image).
+  refused("resadapter.yaml", fill(R"(task: resadapter
+output: OUT
+steps: 2
+batch_size: 4
+dataset: {type: shapes, width: 64, height: 64, resolutions: [64x64, 2048x2048]}
+model: {base: assets/default-model}
+resadapter: {rank: 2, alpha: 2}
+)", {{"OUT", dir.path + "/ra"}}), "2048x2048, batch 1");
+  std::string vae = fill(kVaeRecipe, {{"OUT", dir.path + "/vae"}, {"STEPS", "2"}});
+  vae.replace(vae.find("width: 32, height: 32"), 21, "width: 4096, height: 4096");
+  refused("vae.yaml", vae, "4096x4096, batch 4");
 }
 
 TEST(TrainDataset, EmptyOrMissingFoldersAreClearErrors) {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "runtime.h"
 #include "io/text_file.h"
 #include "model/weights.h"
 
@@ -103,7 +104,7 @@ ClipModel load_clip_model(const std::string& folder, torch::Dtype dtype) {
     throw Error(folder, "no model.safetensors (a transformers CLIPModel folder)");
   }
   auto source = open_component_weights({weights});
-  ClipModel model(config);
+  ClipModel model = built_from(config_path, [&] { return ClipModel(config); });
   model->to(dtype);
   // Each tower's own keys match the file (vision_model.*, visual_projection.*, text_model.*, text_projection.*).
   load_weights(*model->vision, *source);
