@@ -114,6 +114,14 @@ TEST(CApiBasics, PngInMemoryRoundTripAndDecodeLimits) {
   EXPECT_EQ(lumen_image_decode(bytes.data(), 20, 0, &out), LUMEN_ERR_FILE);
   EXPECT_EQ(out, nullptr);
   EXPECT_EQ(lumen_image_decode(nullptr, 0, 0, &out), LUMEN_ERR_INVALID_ARGUMENT);
+  // Found by probing: a size past any image leaked "basic_string::_M_create"; an
+  // image claiming 2^31 × 1 pixels crashed encoding, 2^32-1 leaked a vector error.
+  EXPECT_EQ(lumen_image_decode(bytes.data(), static_cast<size_t>(-1), 0, &out), LUMEN_ERR_INVALID_ARGUMENT);
+  for (const uint32_t width : {uint32_t{1} << 31, uint32_t{0xFFFFFFFF}}) {
+    const lumen_image huge{width, width == 0xFFFFFFFF ? width : 1u, pixels.data(), 0, nullptr};
+    EXPECT_EQ(lumen_image_encode_png(&huge, &png, &size), LUMEN_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(lumen_last_error()).find("1..16384"), std::string::npos) << lumen_last_error();
+  }
 }
 
 TEST_F(CApi, GeneratesWithTheModelsRecommendedSettingsAndWritesItsPng) {
@@ -242,6 +250,29 @@ TEST(CApiBasics, ValidateRefusesBadOptionsWithoutAModel) {
   refused("prompt");
   g.prompt = nullptr;
   EXPECT_EQ(lumen_generation_validate(&g), LUMEN_ERR_INVALID_ARGUMENT);
+  // Found by probing: what generate refused, or did not check, validate let through.
+  g = lumen_generation_default_params();
+  g.prompt = "x";
+  g.clip_skip = 1 << 30;
+  refused("clip_skip");
+  g.zero_terminal_snr = 5;
+  refused("zero_terminal_snr");
+  g.karras_sigmas = -7;
+  refused("karras_sigmas");
+  g.vae_tile_size = -1;
+  refused("vae_tile_size");
+  g.seed = UINT64_MAX;
+  g.batch_size = 3;
+  refused("seeds would wrap");
+  // A struct_size that ends inside a pointer field copied half of `prompt` and crashed.
+  for (uint32_t size = 9; size <= 15; ++size) {
+    g.struct_size = size;
+    EXPECT_EQ(lumen_generation_validate(&g), LUMEN_ERR_INVALID_ARGUMENT) << size;
+    EXPECT_NE(std::string(lumen_last_error()).find("struct_size"), std::string::npos) << lumen_last_error();
+  }
+  lumen_recipe_info info{};
+  info.struct_size = 0;
+  EXPECT_EQ(lumen_recipe_read_info("configs/shapes-default.yaml", &info), LUMEN_ERR_INVALID_ARGUMENT);
 }
 
 // The finer controls reach the pipeline: each changes the image, stats are filled.
@@ -297,6 +328,35 @@ TEST_F(CApi, LoraAppliesAndRemovesExactly) {
   EXPECT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_LORA, junk.c_str(), 1.0f, nullptr), LUMEN_ERR_FILE);
   EXPECT_NE(std::string(lumen_last_error()).find(junk), std::string::npos) << lumen_last_error();
   EXPECT_EQ(generate_bytes(ctx_, g), before);
+}
+
+// An adapter's info.path stays valid, and its own, until that adapter is
+// removed, as the header says. Held in a vector, short paths (kept inside the
+// string object) moved: after removing an earlier adapter and applying
+// another, b's path read "c.safetensors" (found by probing; valgrind saw a
+// use after free on the first reallocation).
+TEST_F(CApi, AdapterPathsStayValidUntilTheirAdapterIsRemoved) {
+  TempDir dir;
+  const auto lora = std::filesystem::absolute("assets/unifl-lora/unifl-shapes.safetensors");
+  for (const char* name : {"a", "b", "c", "d"})
+    std::filesystem::create_symlink(lora, dir.path + "/" + name + ".safetensors");
+  const auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path);  // short relative paths
+  int a = 0, id = 0;
+  ASSERT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_LORA, "a.safetensors", 0.1f, &a), LUMEN_OK) << lumen_last_error();
+  ASSERT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_LORA, "b.safetensors", 0.1f, &id), LUMEN_OK) << lumen_last_error();
+  lumen_adapter_info b{};
+  ASSERT_EQ(lumen_adapter_get(ctx_, 1, &b), LUMEN_OK);
+  ASSERT_EQ(lumen_adapter_remove(ctx_, a), LUMEN_OK);
+  for (const char* name : {"c.safetensors", "d.safetensors"})
+    ASSERT_EQ(lumen_adapter_apply(ctx_, LUMEN_ADAPTER_LORA, name, 0.1f, nullptr), LUMEN_OK) << lumen_last_error();
+  std::filesystem::current_path(cwd);
+  EXPECT_STREQ(b.path, "b.safetensors");
+  while (lumen_adapter_count(ctx_) > 0) {
+    lumen_adapter_info info{};
+    ASSERT_EQ(lumen_adapter_get(ctx_, 0, &info), LUMEN_OK);
+    ASSERT_EQ(lumen_adapter_remove(ctx_, info.id), LUMEN_OK);
+  }
 }
 
 TEST_F(CApi, ResAdapterAtAnotherSizeAndRemoved) {

@@ -1,5 +1,6 @@
 // End-to-end: the `lumen` binary on a tiny random model.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,6 +90,11 @@ TEST_F(CliTest, Img2ImgAndInpainting) {
   EXPECT_EQ(r.code, 0) << r.output;
   r = run("img2img -m " + dir_ + "/tiny -i " + dir_ + "/init.png --mask " + dir_ + "/init.png -p x --steps 3 -o " + dir_ +
           "/inpaint.png");
+  EXPECT_EQ(r.code, 0) << r.output;
+  // PLMS started at its second timestep (4 steps at strength 0.75) crashed
+  // with SIGSEGV, from the CLI and from one HTTP request (found by probing).
+  r = run("img2img -m " + dir_ + "/tiny -i " + dir_ + "/init.png -p x --sampler plms --steps 4 --strength 0.75 -o " + dir_ +
+          "/plms.png");
   EXPECT_EQ(r.code, 0) << r.output;
   // An init image and mask with far more pixels than the generation are shrunk
   // in 8 bits before they become tensors (a 16000² upload took 4.7 GB); here
@@ -211,6 +217,69 @@ TEST_F(CliTest, HostileInputProbesAreClearErrors) {
   }
   EXPECT_FALSE(std::ifstream(d + "/x.jpg").good()) << "-o x.jpg must not become a folder";
   EXPECT_FALSE(std::ifstream(d + "/run/recipe.yaml").good()) << "a run that cannot start leaves no folder";
+}
+
+// Found by a fourth round of probing: `--overwrite` renamed a model over a
+// device node (as root it turned /dev/null into a 33 MB file), and a file
+// name that is not UTF-8 leaked "[json.exception.type_error.316]" from
+// `shapes eval --json`.
+TEST_F(CliTest, OverwriteReplacesOnlyRegularFilesAndJsonTakesAnyFileName) {
+  const std::string d = dir_ + "/probe4";
+  ASSERT_EQ(std::system(("mkdir -p " + d + " && mkfifo " + d + "/pipe.safetensors").c_str()), 0);
+  CommandResult r = run("convert " + dir_ + "/tiny -o " + d + "/pipe.safetensors --overwrite");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("pipe.safetensors: is not a regular file"), std::string::npos) << r.output;
+  struct stat st {};
+  ASSERT_EQ(::lstat((d + "/pipe.safetensors").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+
+  // A diffusers model replaced with --overwrite is replaced whole or not at all:
+  // a disk that filled midway (here a file-size limit) left a mixed model.
+  ASSERT_EQ((r = run("convert " + dir_ + "/tiny -o " + d + "/model")).code, 0) << r.output;
+  const std::string unet = d + "/model/unet/diffusion_pytorch_model.safetensors", before = slurp(unet);
+  const int full = std::system(("sh -c \"ulimit -f 4; trap '' XFSZ; exec " + std::string(LUMEN_BINARY) + " convert " + dir_ +
+                                "/tiny -o " + d + "/model --overwrite --dtype f16\" >/dev/null 2>&1")
+                                   .c_str());
+  EXPECT_NE(full, 0);
+  EXPECT_EQ(slurp(unet), before);
+  for (const auto& entry : std::filesystem::directory_iterator(d))
+    EXPECT_EQ(entry.path().filename().string().find("model.tmp"), std::string::npos) << entry.path();
+  ASSERT_EQ((r = run("convert " + dir_ + "/tiny -o " + d + "/model --overwrite --dtype f16")).code, 0) << r.output;
+  EXPECT_NE(slurp(unet), before);
+
+  ASSERT_EQ((r = run("shapes render -o " + d + "/renders --split eval")).code, 0) << r.output;
+  // The name "x\xff\xfe": bytes that are not UTF-8.
+  ASSERT_EQ(std::system(("mkdir " + d + "/odd && n=$(printf 'x\\377\\376') && cp " + d + "/renders/000.png " + d +
+                         "/odd/$n.png && cp " + d + "/renders/000.txt " + d + "/odd/$n.txt")
+                            .c_str()),
+            0);
+  r = run("shapes eval " + d + "/odd --json");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(r.output.find("json.exception"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"correct\""), std::string::npos) << r.output;
+}
+
+// A full disk while a checkpoint's optimizer state was written aborted the
+// run (SIGABRT and a LibTorch backtrace: torch::save's stream writer throws
+// from its destructor). A file-size limit of 400 KB plays the full disk: the
+// LoRA's weights (260 KB) fit, its optimizer state (660 KB) does not.
+TEST_F(CliTest, AFullDiskDuringACheckpointIsAClearError) {
+  const std::string d = dir_ + "/full-disk";
+  std::filesystem::create_directories(d);
+  std::ofstream(d + "/lora.yaml") << "task: lora\noutput: " << d << "/run\nsteps: 2\nbatch_size: 2\ncheckpoint_every: 1\n"
+                                  << "dataset: {type: shapes, width: 32, height: 32}\nmodel: {base: " << dir_
+                                  << "/tiny}\nlora: {rank: 4, alpha: 4, conv: true}\n";
+  const std::string cmd = "sh -c \"ulimit -f 800; trap '' XFSZ; exec " + std::string(LUMEN_BINARY) + " --threads 1 train " +
+                          d + "/lora.yaml\" 2>&1";
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  ASSERT_TRUE(WIFEXITED(status)) << out;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << out;
+  EXPECT_NE(out.find("optimizer.pt: write failed (disk full?)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("terminate called"), std::string::npos) << out;
 }
 
 // What the probes found wrong in output that was written.

@@ -108,6 +108,27 @@ TEST(ModelLoadingBadInput, MissingTensorInDiffusersFolder) {
   expect_error([&] { lumen::load_model(model); }, {weights, "missing tensor 'decoder.conv_out.weight'"});
 }
 
+// Tensors the network has no place for are reported, not silently dropped
+// (a single file notes them in its plan; a diffusers folder said nothing).
+TEST(ModelLoadingBadInput, UnusedTensorsInDiffusersFolderAreNoted) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 1);
+  EXPECT_TRUE(lumen::load_model(model).load_notes.empty());
+  const std::string weights = model + "/unet/diffusion_pytorch_model.safetensors";
+  auto tensors = lumen::load_safetensors(weights);
+  std::map<std::string, torch::Tensor> copy;
+  for (auto& [k, v] : tensors) copy[k] = v.clone();
+  tensors.clear();
+  copy["down_blocks.0.stray.weight"] = torch::ones({3});
+  lumen::save_safetensors(weights, copy);
+  const auto notes = lumen::load_model(model).load_notes;
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("unet: 1 tensor(s) of " + weights + " not used, e.g. 'down_blocks.0.stray.weight'"),
+            std::string::npos)
+      << notes[0];
+}
+
 TEST(ModelLoadingBadInput, BadConfigField) {
   TempDir dir;
   const std::string model = dir.path + "/tiny";

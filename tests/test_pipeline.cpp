@@ -113,6 +113,23 @@ TEST_F(PipelineTest, InpaintingWithEmptyMaskKeepsTheImage) {
   EXPECT_TRUE(torch::allclose(out.latents, clean, 1e-5, 1e-5));
 }
 
+// Inpainting honours the strength as img2img does (it was ignored: every
+// masked generation started from pure noise): with the whole image masked it
+// is img2img.
+TEST_F(PipelineTest, InpaintingWithAFullMaskIsImg2imgAtTheSameStrength) {
+  lumen::Pipeline pipeline(model_);
+  auto o = options();
+  o.steps = 4;
+  o.init_image = torch::rand({1, 3, 24, 32}) * 2 - 1;
+  o.strength = 0.5;
+  const auto img2img = pipeline.generate(o).latents;
+  o.mask = torch::ones({1, 1, 24, 32});
+  const auto inpainted = pipeline.generate(o).latents;
+  EXPECT_TRUE(torch::allclose(inpainted, img2img, 1e-5, 1e-5));
+  o.strength = 1.0;
+  EXPECT_FALSE(torch::allclose(pipeline.generate(o).latents, inpainted, 1e-3, 1e-3));
+}
+
 TEST_F(PipelineTest, RescaleSpacesAgreeForVModels) {
   lumen::Pipeline pipeline(model_, zero_snr_v_config("EulerDiscreteScheduler"));
   auto o = options();

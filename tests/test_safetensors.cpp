@@ -1,5 +1,8 @@
 // safetensors reading and writing, and every kind of broken file.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <unistd.h>
 
 #include <fstream>
@@ -111,6 +114,40 @@ TEST(Safetensors, WriteIsAtomicAndLeavesNoTemporary) {
   EXPECT_NE(file->find("y"), nullptr);
   EXPECT_EQ(file->find("x"), nullptr);
   EXPECT_THROW(lumen::save_safetensors(dir.file("no/such/dir/x.safetensors"), {{"x", torch::ones({1})}}), Error);
+  // A folder where the file goes is named as one (it was "cannot move the
+  // written file into place"), and no temporary is left beside it.
+  std::filesystem::create_directory(dir.file("folder.safetensors"));
+  try {
+    lumen::save_safetensors(dir.file("folder.safetensors"), {{"x", torch::ones({1})}});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("folder.safetensors: is a folder"), std::string::npos) << e.what();
+  }
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir.file(""))) ++entries;
+  EXPECT_EQ(entries, 2u);  // a.safetensors and the folder
+  // Only regular files are replaced: renaming over a device node once turned
+  // /dev/null into a model file (`lumen convert -o /dev/null --overwrite`, as root).
+  ASSERT_EQ(::mkfifo(dir.file("fifo.safetensors").c_str(), 0600), 0);
+  try {
+    lumen::save_safetensors(dir.file("fifo.safetensors"), {{"x", torch::ones({1})}});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a regular file"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(std::filesystem::is_fifo(dir.file("fifo.safetensors")));
+  // A symbolic link is written through: the link stays, its target gets the data.
+  std::filesystem::create_symlink(dir.file("a.safetensors"), dir.file("link.safetensors"));
+  lumen::save_safetensors(dir.file("link.safetensors"), {{"z", torch::ones({4})}});
+  EXPECT_TRUE(std::filesystem::is_symlink(dir.file("link.safetensors")));
+  EXPECT_NE(lumen::SafetensorsFile::open(dir.file("a.safetensors"))->find("z"), nullptr);
+  // A missing folder is named as such (it was "cannot write (temporary file …)").
+  try {
+    lumen::save_safetensors(dir.file("missing/x.safetensors"), {{"x", torch::ones({1})}});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("its folder does not exist"), std::string::npos) << e.what();
+  }
 }
 
 TEST(SafetensorsBadInput, TooShort) {

@@ -208,6 +208,24 @@ TEST(Server, Txt2imgReturnsPngsWithParametersAndSeeds) {
   EXPECT_EQ(post(s, "/sdapi/v1/txt2img", other)->status, 422);
 }
 
+// A switch to a broken model keeps the current one serving. It used to
+// unload the current model first: after the 422 the next request reloaded it
+// from disk, and failed if its files had gone meanwhile (found by probing).
+TEST(Server, AFailedModelSwitchKeepsTheCurrentModel) {
+  Folders f;
+  fs::copy(fs::absolute("assets/default-model"), f.root / "models" / "copy", fs::copy_options::recursive);
+  std::ofstream(f.root / "models" / "zero.safetensors");  // 0 bytes
+  Running s(with_folders(f));
+  ASSERT_EQ(post(s, "/sdapi/v1/options", {{"sd_model_checkpoint", "copy"}})->status, 200);
+  fs::rename(f.root / "models" / "copy", f.root / "moved");  // its files are gone from disk
+  auto refused = post(s, "/sdapi/v1/options", {{"sd_model_checkpoint", "zero.safetensors"}});
+  EXPECT_EQ(refused->status, 422) << refused->body;
+  auto r = post(s, "/sdapi/v1/txt2img", kSmall);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(body_of(r)["info"].get<std::string>())["sd_model_name"], "copy");
+  EXPECT_EQ(body_of(s.client().Get("/sdapi/v1/options"))["sd_model_checkpoint"], "copy");
+}
+
 TEST(Server, Img2imgAndInpaintingFromBase64) {
   Folders f;
   Running s(with_folders(f));

@@ -98,6 +98,9 @@ static inline lumen_context_params lumen_context_default_params(void) {
  * success *out is a new context, to be freed with lumen_context_free. */
 LUMEN_API lumen_status lumen_context_create(const char* model_path, const lumen_context_params* params,
                                             lumen_context** out);
+/* Waits for a job running on the context, then frees it. Not from that job's
+ * own progress callback: it would wait for itself (return nonzero from the
+ * callback to cancel, and free the context after lumen_generate returns). */
 LUMEN_API void lumen_context_free(lumen_context* ctx);
 
 /* ---- Adapters: LoRAs and ResAdapters, applied at run time and removable ---- */
@@ -162,7 +165,9 @@ LUMEN_API void lumen_free(void* p);
 /* ---- Generation: txt2img, img2img, inpainting ---- */
 
 /* Called after each sampler step; return nonzero to cancel (the call then
- * returns LUMEN_ERR_CANCELLED). Runs on the generating thread. */
+ * returns LUMEN_ERR_CANCELLED). Runs on the generating thread, with the
+ * context busy: other calls on it answer LUMEN_ERR_BUSY, and freeing it from
+ * here would deadlock. */
 typedef int (*lumen_progress_callback)(int step, int total, void* user_data);
 
 typedef struct lumen_generation_params {

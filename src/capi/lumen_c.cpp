@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <list>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -56,11 +57,17 @@ struct lumen_context {
   std::unique_ptr<lumen::adapters::LoraStack> loras;  // merged into the weights; removal restores them exactly
   std::mutex busy;                                    // held by the one job running (try_lock: BUSY otherwise)
   mutable std::mutex list;                            // guards `adapters` for readers
-  std::vector<Adapter> adapters;
+  // A list: lumen_adapter_get hands out path pointers "valid until the adapter
+  // is removed", which a vector's reallocation (or an erase before it) broke.
+  std::list<Adapter> adapters;
   int next_id = 1;
 };
 
 namespace {
+
+// Encoded images handed to lumen_image_decode: far above any real PNG/JPEG of
+// the 16384² images the library reads.
+constexpr size_t kMaxEncodedImageBytes = size_t{1} << 30;
 
 thread_local std::string g_last_error;
 
@@ -99,9 +106,12 @@ lumen_status guarded(lumen_status user_error, Body body) {
 
 // A caller's struct read up to the size it says it has; fields it does not
 // know keep their defaults (an older caller, a newer library).
+// Every version's sizeof is a multiple of the struct's alignment (8: it holds
+// pointers); any other size would copy part of a pointer (struct_size 9..13
+// once made lumen_generation_validate dereference half of `prompt`).
 template <class T>
 bool read_params(const T* given, T& out) {
-  if (given->struct_size < sizeof(uint32_t)) return false;
+  if (given->struct_size < sizeof(uint32_t) || given->struct_size % alignof(T) != 0) return false;
   std::memcpy(static_cast<void*>(&out), given, std::min<size_t>(given->struct_size, sizeof(T)));
   out.struct_size = sizeof(T);
   return true;
@@ -147,6 +157,13 @@ lumen::RgbImage rgb_of(const lumen_image& image) {
 void check_input(const lumen_image& image, const char* what) {
   if (!image.pixels || image.width == 0 || image.height == 0 || image.width > 16384 || image.height > 16384)
     throw lumen::Error(what, "needs pixels and a width and height in 1..16384");
+}
+
+// The same for an image to encode: a NULL or oversized one is the caller's
+// error, not an allocation failure (width 2^31 crashed, 2^32-1 leaked
+// "cannot create std::vector larger than max_size()").
+bool image_is_usable(const lumen_image& image) {
+  return image.pixels && image.width > 0 && image.height > 0 && image.width <= 16384 && image.height <= 16384;
 }
 
 // A checked input as RGB. One with over four times the generation's pixels is
@@ -332,7 +349,7 @@ lumen_status lumen_adapter_remove(lumen_context* ctx, int id) {
     if (a->resadapter) a->resadapter->remove();
     else ctx->loras->remove(lora_name(id));
     std::lock_guard<std::mutex> l(ctx->list);
-    ctx->adapters.erase(ctx->adapters.begin() + (a - ctx->adapters.data()));
+    ctx->adapters.remove_if([a](const lumen_context::Adapter& x) { return &x == a; });
   });
 }
 
@@ -347,7 +364,7 @@ lumen_status lumen_adapter_get(const lumen_context* ctx, int index, lumen_adapte
   std::lock_guard<std::mutex> l(ctx->list);
   if (index < 0 || index >= static_cast<int>(ctx->adapters.size()))
     return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_adapter_get: index " + std::to_string(index) + " out of range");
-  const auto& a = ctx->adapters[static_cast<size_t>(index)];
+  const auto& a = *std::next(ctx->adapters.begin(), index);
   *info = {a.id, a.kind, a.path.c_str(), a.scale};
   return LUMEN_OK;
 }
@@ -396,8 +413,8 @@ std::map<std::string, std::string> png_text(const lumen_image& image) {
 
 lumen_status lumen_image_write_png(const lumen_image* image, const char* path, int overwrite) {
   if (!image || !path || !*path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_write_png: NULL image or path");
-  if (!image->pixels || image->width == 0 || image->height == 0)
-    return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string(path) + ": the image has no pixels");
+  if (!image_is_usable(*image))
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string(path) + ": the image needs pixels and a width and height in 1..16384");
   return guarded(LUMEN_ERR_FILE, [&] { lumen::write_png(path, rgb_of(*image), png_text(*image), overwrite != 0); });
 }
 
@@ -409,6 +426,8 @@ lumen_status lumen_image_read(const char* path, lumen_images** out) {
 
 lumen_status lumen_image_decode(const void* data, size_t size, int64_t max_pixels, lumen_images** out) {
   if (!data || !out || max_pixels < 0) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_decode: NULL data or out, or max_pixels < 0");
+  if (size > kMaxEncodedImageBytes)  // before copying it: size (size_t)-1 leaked "basic_string::_M_create"
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_decode: more than 1 GiB of encoded image");
   *out = nullptr;
   return guarded(LUMEN_ERR_FILE, [&] {
     *out = single_image(
@@ -420,8 +439,8 @@ lumen_status lumen_image_encode_png(const lumen_image* image, uint8_t** data, si
   if (!image || !data || !size) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_encode_png: NULL argument");
   *data = nullptr;
   *size = 0;
-  if (!image->pixels || image->width == 0 || image->height == 0)
-    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_encode_png: the image has no pixels");
+  if (!image_is_usable(*image))
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_image_encode_png: the image needs pixels and a width and height in 1..16384");
   return guarded(LUMEN_ERR_INTERNAL, [&] {
     const std::string png = lumen::encode_png(rgb_of(*image), png_text(*image));
     auto* bytes = static_cast<uint8_t*>(std::malloc(png.size()));
@@ -462,6 +481,12 @@ lumen::GenerationOptions options_from(const lumen_generation_params& p, const lu
   o.seed = p.seed;
   o.batch_size = p.batch_size;
   o.strength = p.strength;
+  // Checked here, so that lumen_generation_validate refuses what generate would.
+  if (p.clip_skip < 0 || p.clip_skip > 64) throw lumen::Error("clip_skip", "must be in 0..64");
+  for (const auto& [value, name] : {std::pair{p.zero_terminal_snr, "zero_terminal_snr"}, {p.karras_sigmas, "karras_sigmas"}})
+    if (value < -1 || value > 1) throw lumen::Error(name, "must be -1 (the model's), 0 or 1");
+  if (p.vae_tile_size != 0 && (p.vae_tile_size < 64 || p.vae_tile_size > 16384))
+    throw lumen::Error("vae_tile_size", "must be 0 (the VAE's sample size) or in 64..16384");
   o.encoding.clip_skip = std::max(1, p.clip_skip);
   o.encoding.plain = p.plain_prompt != 0;
   o.eta = p.eta;
@@ -482,7 +507,7 @@ lumen::GenerationOptions options_from(const lumen_generation_params& p, const lu
 lumen_status read_generation_params(const lumen_generation_params* given, lumen_generation_params& p) {
   p = generation_defaults();
   if (!given) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: NULL params");
-  if (!read_params(given, p)) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: params.struct_size is not set");
+  if (!read_params(given, p)) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: params.struct_size is not set (or not a struct's size: a multiple of 8)");
   if (!p.prompt) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: prompt is NULL (use \"\" for none)");
   if (p.mask && !p.init_image) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_generate: a mask needs an init_image");
   return LUMEN_OK;
@@ -532,8 +557,17 @@ lumen_status lumen_generate(lumen_context* ctx, const lumen_generation_params* g
     lumen::InfotextFields fields;
     fields.sampler = !o.sampler.empty() ? o.sampler : ctx->pipeline->scheduler_config().value("_class_name", "");
     fields.model_name = std::filesystem::path(ctx->model_path).filename().string();
-    if (!ctx->model_hash)  // hashing a checkpoint takes a while: not at load, and once (cached on disk too)
-      ctx->model_hash = std::filesystem::is_directory(ctx->model_path) ? "" : lumen::cached_short_file_hash(ctx->model_path);
+    if (!ctx->model_hash) {  // hashing a checkpoint takes a while: not at load, and once (cached on disk too)
+      // The weights are in memory: a file moved or deleted since loading
+      // costs the image its "Model hash" field, not the image.
+      std::error_code ec;
+      const bool file = std::filesystem::is_regular_file(ctx->model_path, ec);
+      try {
+        ctx->model_hash = file ? lumen::cached_short_file_hash(ctx->model_path) : "";
+      } catch (const std::exception&) {
+        ctx->model_hash = "";
+      }
+    }
     fields.model_hash = *ctx->model_hash;
     lumen_images* images = new_images(static_cast<size_t>(result.images.size(0)));
     try {
@@ -579,6 +613,8 @@ void lumen_train_params_init(lumen_train_params* params, size_t size) { init_par
 lumen_status lumen_recipe_read_info(const char* recipe_path, lumen_recipe_info* info) {
   if (!recipe_path || !*recipe_path || !info)
     return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_recipe_read_info: no recipe path or info");
+  if (info->struct_size < sizeof(uint32_t))  // it returned OK having written nothing
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_recipe_read_info: info.struct_size is not set");
   return guarded(LUMEN_ERR_FILE, [&] {
     const lumen::train::Recipe recipe = lumen::train::read_recipe(recipe_path);
     lumen_recipe_info full{};
@@ -595,7 +631,7 @@ lumen_status lumen_train_run(const char* recipe_path, const lumen_train_params* 
   if (!recipe_path || !*recipe_path) return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train_run: no recipe path");
   lumen_train_params p = train_defaults();
   if (given && !read_params(given, p))
-    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train_run: params.struct_size is not set");
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train_run: params.struct_size is not set (or not a struct's size: a multiple of 8)");
   if (p.stop_after < 0 || p.threads < 0 || p.threads > 4096)
     return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_train_run: stop_after must be >= 0 and threads in 0..4096");
   bool cancelled = false;

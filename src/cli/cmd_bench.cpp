@@ -55,7 +55,7 @@ Runner add_bench_command(CLI::App& app) {
     o.on_phase = [](const std::string& phase) { std::cerr << "bench: " << phase << "...\n"; };
     const BenchReport report = run_bench(o);
     if (a->json)
-      std::cout << bench_report_json(report).dump(2) << "\n";
+      std::cout << bench_report_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     else
       std::cout << bench_report_text(report);
     return 0;

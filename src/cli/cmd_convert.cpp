@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "convert/model_writer.h"
 #include "error.h"
+#include "io/atomic_file.h"
 #include "model/model_loader.h"
 #include "pipeline/recommended_settings.h"
 
@@ -70,7 +71,7 @@ Runner add_convert_command(CLI::App& app) {
     if (format == "single-file")
       write_single_file(model, opt->out, write);
     else
-      write_diffusers_folder(model, opt->out, write);
+      write_folder_atomically(opt->out, [&](const std::string& tmp) { write_diffusers_folder(model, tmp, write); });
     std::cout << "wrote " << format << " " << family_name(model.plan.family) << " model to " << opt->out << "\n";
     return 0;
   };

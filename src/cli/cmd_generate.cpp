@@ -3,7 +3,9 @@
 // same public API an app links (include/lumen/lumen.hpp).
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <iostream>
 #include <optional>
 
@@ -117,8 +119,13 @@ void parse_pair(const std::string& text, char separator, const std::string& opti
 std::string model_path(const GenerateArgs& a) {
   if (!a.model.empty()) return a.model;
   const std::string embedded = asset_path("default-model");
-  if (!std::filesystem::exists(embedded))
-    throw Error(embedded, "the embedded default model is not in this build yet; pass --model");
+  if (!std::filesystem::exists(embedded)) {
+    const char* override_dir = std::getenv("LUMEN_ASSET_DIR");
+    throw Error(embedded, override_dir && *override_dir
+                              ? "no embedded default model there: LUMEN_ASSET_DIR=" + std::string(override_dir) +
+                                    " names the assets folder; unset it or pass --model"
+                              : "the embedded default model is not in this build; pass --model");
+  }
   return embedded;
 }
 
@@ -138,8 +145,10 @@ std::string output_path(const GenerateArgs& a, int64_t index, int64_t total, uin
   if (output_is_png_file(a.output)) {
     if (total > 1) throw Error(a.output, "is one file but " + std::to_string(total) + " images were asked for; give a folder");
     const auto folder = std::filesystem::path(a.output).parent_path();
-    if (!folder.empty() && !std::filesystem::is_directory(folder))
-      throw Error(a.output, "its folder " + folder.string() + " does not exist");
+    std::error_code ec;
+    if (!folder.empty() && !std::filesystem::is_directory(folder, ec))
+      throw Error(a.output, std::filesystem::exists(folder, ec) ? folder.string() + " is a file, not a folder"
+                                                                 : "its folder " + folder.string() + " does not exist");
     return a.output;
   }
   create_output_folder(a.output);
@@ -221,6 +230,8 @@ int run_generate(GenerateArgs& a, bool img2img) {
   p.validate();  // before the slow load
 
   const int64_t total = a.batch_count * a.batch_size;
+  if (a.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(total - 1))
+    throw Error("--seed", "seed + images - 1 must not pass 18446744073709551615 (the seeds would wrap to 0)");
   // Fail on existing outputs before spending minutes on loading and generation.
   for (int64_t i = 0; i < total; ++i) {
     const std::string file = output_path(a, i, total, a.seed + static_cast<uint64_t>(i));

@@ -28,6 +28,7 @@ void report_load(const ModelPlan& plan, const LoadOptions& options) {
   const double gib = 1024.0 * 1024.0 * 1024.0;
   std::printf("loaded in %.1f s: weights %.2f GiB (float32), peak RSS %.2f GiB (ratio %.2f)\n", seconds,
               weight_bytes / gib, peak_rss_bytes() / gib, static_cast<double>(peak_rss_bytes()) / weight_bytes);
+  for (const auto& note : model.load_notes) std::printf("note: %s\n", note.c_str());
 }
 
 }  // namespace
@@ -48,7 +49,7 @@ Runner add_info_command(CLI::App& app) {
     LoadOptions options;
     options.config_override = opt->config;
     ModelPlan plan = plan_model(opt->model, options);
-    if (opt->json) std::cout << plan_to_json(plan).dump(2) << "\n";
+    if (opt->json) std::cout << plan_to_json(plan).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     else std::cout << plan_to_text(plan);
     if (opt->load) report_load(plan, options);
     return 0;

@@ -94,7 +94,7 @@ int run_render(const RenderOptions& o) {
     write_png((dir / (stem + ".png")).string(), render(caption, o.width, o.height, jitter),
               {{"parameters", text + "\n" + details}}, o.overwrite);
     write_text_atomically((dir / (stem + ".txt")).string(), text + "\n");
-    index += nlohmann::json{{"file", stem + ".png"}, {"caption", text}}.dump() + "\n";
+    index += nlohmann::json{{"file", stem + ".png"}, {"caption", text}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   write_text_atomically((dir / "captions.jsonl").string(), index);
   std::cout << "wrote " << captions.size() << " " << o.width << "x" << o.height << " images (" << o.split
@@ -209,7 +209,7 @@ int run_eval(const EvalOptions& o) {
   if (o.json) {
     nlohmann::json out = summary_json(summary);
     out["per_image"] = per_image;
-    std::cout << out.dump(2) << "\n";
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   } else {
     print_summary(o.dir, summary);
   }
@@ -350,7 +350,7 @@ int run_judge_model(const JudgeModelOptions& o) {
       print_summary(path, summary);
     }
   }
-  if (o.json) std::cout << out.dump(2) << "\n";
+  if (o.json) std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   return 0;
 }
 

@@ -1,4 +1,7 @@
 // `lumen`: a thin shell over the library. Errors are printed, never thrown out.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <new>
@@ -31,6 +34,15 @@ std::pair<std::string, std::string> unknown_command(CLI::App& app, int argc, cha
     path += " " + arg;
   }
   return {"", ""};
+}
+
+// What went to standard output must have arrived: `lumen info --json M > f`
+// on a full disk exited 0 having written nothing.
+int stdout_written() {
+  std::cout.flush();
+  if (std::cout.good() && std::fflush(stdout) == 0 && !std::ferror(stdout)) return 0;
+  std::cerr << "lumen: error: standard output: cannot write (" << std::strerror(errno) << ")\n";
+  return 1;
 }
 
 int main(int argc, char** argv) {
@@ -73,7 +85,7 @@ int main(int argc, char** argv) {
                 << "); install libopenblas0-openmp for ~30x faster matrix products\n";
     for (auto& run : runners) {
       int rc = run();
-      if (rc >= 0) return rc;
+      if (rc >= 0) return rc == 0 ? stdout_written() : rc;
     }
   } catch (const std::bad_alloc&) {
     std::cerr << "lumen: error: out of memory (ask for smaller images, a smaller batch or fewer threads)\n";

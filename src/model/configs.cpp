@@ -236,7 +236,7 @@ ClipTextConfig parse_clip_text_config(const json& j, const std::string& where) {
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw f.bad("hidden_act", "= " + c.hidden_act + " is not supported (quick_gelu, gelu)");
   c.layer_norm_eps = f.number("layer_norm_eps", 1e-5, 1e-12, 1);
-  c.eos_token_id = f.get<int64_t>("eos_token_id", 49407);
+  c.eos_token_id = f.positive("eos_token_id", 49407, c.vocab_size - 1);  // a token id: 1e300 was accepted
   auto arch = f.get<std::vector<std::string>>("architectures", {});
   c.with_projection = !arch.empty() && arch[0] == "CLIPTextModelWithProjection";
   return c;

@@ -191,11 +191,17 @@ void apply_override(const json& o, const std::string& file, ModelPlan* plan) {
 }
 
 template <typename Module>
-Module finish(Module module, const WeightSource& weights, torch::Dtype dtype) {
+Module finish(Module module, const WeightSource& weights, torch::Dtype dtype, LoadReport* report = nullptr) {
   module->to(dtype);
-  load_weights(*module, weights);
+  LoadReport loaded = load_weights(*module, weights);
+  if (report) *report = std::move(loaded);
   module->eval();
   return module;
+}
+
+// transformers' CLIP files carry this buffer, which the model recomputes.
+bool expected_extra(const std::string& key) {
+  return key.size() >= 12 && key.compare(key.size() - 12, 12, "position_ids") == 0;
 }
 
 }  // namespace
@@ -268,15 +274,31 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
 
 LoadedModel load_model(ModelPlan plan, const LoadOptions& options) {
   LoadedModel m;
-  auto build = [&](const std::string& name, auto builder) {
+  auto build = [&](const std::string& name, auto network) {
     const ComponentPlan& c = plan.components.at(name);
     auto weights = c.open_weights();
-    return builder(c.config, c.config_source, *weights, options.dtype);
+    LoadReport report;
+    auto module = finish(built_from(c.config_source, [&] { return network(c.config, c.config_source); }), *weights,
+                         options.dtype, &report);
+    std::vector<std::string> unused;
+    for (const auto& key : report.unused_keys)
+      if (!expected_extra(key)) unused.push_back(key);
+    if (!unused.empty())
+      m.load_notes.push_back(name + ": " + std::to_string(unused.size()) + " tensor(s) of " + weights->where() +
+                             " not used, e.g. '" + unused.front() + "'");
+    return module;
   };
-  m.unet = build("unet", build_unet);
-  m.vae = build("vae", build_vae);
-  if (plan.components.count("text_encoder")) m.text_encoder = build("text_encoder", build_text_encoder);
-  if (plan.components.count("text_encoder_2")) m.text_encoder_2 = build("text_encoder_2", build_text_encoder);
+  m.unet = build("unet", [](const json& config, const std::string& where) {
+    return nn::UNet2DCondition(parse_unet_config(config, where));
+  });
+  m.vae = build("vae", [](const json& config, const std::string& where) {
+    return nn::AutoencoderKL(parse_vae_config(config, where));
+  });
+  const auto text_encoder = [](const json& config, const std::string& where) {
+    return nn::ClipTextModel(parse_clip_text_config(config, where));
+  };
+  if (plan.components.count("text_encoder")) m.text_encoder = build("text_encoder", text_encoder);
+  if (plan.components.count("text_encoder_2")) m.text_encoder_2 = build("text_encoder_2", text_encoder);
   if (plan.tokenizers.count("tokenizer")) m.tokenizer = load_tokenizer(plan.tokenizers["tokenizer"], &m.pad_id);
   if (plan.tokenizers.count("tokenizer_2"))
     m.tokenizer_2 = load_tokenizer(plan.tokenizers["tokenizer_2"], &m.pad_id_2);

@@ -62,6 +62,10 @@ struct LoadedModel {
   nn::ClipTextModel text_encoder{nullptr}, text_encoder_2{nullptr};
   std::shared_ptr<ClipTokenizer> tokenizer, tokenizer_2;
   int64_t pad_id = 49407, pad_id_2 = 0;
+  // Found while loading: tensors of a component's files the network has no
+  // place for ("unet: 3 tensor(s) of FILE not used, e.g. 'x'"). Loading goes
+  // on, as diffusers does; the CLI shows them.
+  std::vector<std::string> load_notes;
 };
 
 LoadedModel load_model(const std::string& path, const LoadOptions& options = {});

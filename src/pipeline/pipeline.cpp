@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "error.h"
 #include "nn/vae_tiling.h"
@@ -47,10 +48,13 @@ torch::Tensor guide(const samplers::Scheduler& s, const torch::Tensor& timestep,
 
 void check_size_factor(const GenerationOptions& o, int64_t factor) {
   for (auto [name, v] : {std::pair<const char*, int64_t>{"width", o.width}, {"height", o.height}}) {
-    if (v % factor != 0)
+    if (v % factor != 0) {
+      // The nearest valid sizes; 0 means "the model's size", so it is no suggestion.
+      const int64_t below = v / factor * factor, above = below + factor;
       throw Error(name, std::to_string(v) + " is not a multiple of " + std::to_string(factor) +
-                            " (the model's down-sampling factor); try " + std::to_string(v / factor * factor) +
-                            " or " + std::to_string((v / factor + 1) * factor));
+                            " (the model's down-sampling factor); try " +
+                            (below > 0 ? std::to_string(below) + " or " : std::string()) + std::to_string(above));
+    }
   }
 }
 
@@ -69,6 +73,9 @@ void validate_options(const GenerationOptions& o) {
     if (v < 0 || v > 16384) throw Error(name, std::to_string(v) + " must be in 1..16384 (0: the model's size)");
   const int64_t batch = o.prompts.empty() ? o.batch_size : static_cast<int64_t>(o.prompts.size());
   if (batch <= 0 || batch > 64) throw Error("batch size", "must be in 1..64");
+  // Image i uses seed + i: past 2^64 - 1 the seeds would wrap to 0, 1, …
+  if (o.seed > std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(batch - 1))
+    throw Error("seed", "seed + batch size - 1 must not pass 18446744073709551615 (the seeds would wrap to 0)");
   if (!o.encoding.plain) {
     for (const auto* list : {&o.prompts, &o.negative_prompts})
       for (const auto& p : *list) parse_prompt_weights(p);
@@ -233,12 +240,15 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
     if (clean.size(0) != batch) clean = clean.expand({batch, -1, -1, -1});
     const int64_t init_steps = std::min<int64_t>(static_cast<int64_t>(o.steps * o.strength), o.steps);
     start = std::max<int64_t>(o.steps - init_steps, 0);
-    if (o.mask.defined()) {
-      start = 0;  // inpainting regenerates the masked area from pure noise
+    if (o.mask.defined())
       mask = torch::upsample_nearest2d(o.mask.to(torch::kFloat), std::vector<int64_t>{shape[2], shape[3]});
-    }
     if (start >= total) throw Error("strength", "leaves no denoising steps");
-    latents = mask.defined() ? noise * scheduler->init_noise_sigma() : add_noise(*scheduler, clean, noise, start);
+    // Inpainting honours the strength as the reference's (legacy) inpainting
+    // and A1111's do; at full strength it starts from pure noise, as they do.
+    // (It always did, whatever --strength said, and wrote the strength into
+    // the image's parameters all the same.)
+    latents = mask.defined() && start == 0 ? noise * scheduler->init_noise_sigma()
+                                           : add_noise(*scheduler, clean, noise, start);
   } else {
     latents = noise * scheduler->init_noise_sigma();
   }

@@ -1,5 +1,8 @@
 #include "server/generator.h"
 
+#include <sys/sysinfo.h>
+
+#include <filesystem>
 #include <random>
 
 #include "server/api_error.h"
@@ -40,17 +43,49 @@ void decode_uploads(GenerationRequest& request, int64_t max_pixels) {
 
 Generator::Generator(const ModelRegistry& registry, int threads) : registry_(registry), threads_(threads) {}
 
+namespace {
+
+// What a model's weights may take in memory: its .safetensors files, twice
+// over (f16 files are loaded as f32). 0 for the embedded model (no path).
+uint64_t weights_bytes_bound(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  uint64_t bytes = 0;
+  if (fs::is_regular_file(path, ec)) return 2 * fs::file_size(path, ec);
+  for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".safetensors" && it->is_regular_file(ec)) bytes += it->file_size(ec);
+  return 2 * bytes;
+}
+
+// Memory free now, without counting reclaimable caches (so it errs low).
+uint64_t free_memory_bytes() {
+  struct sysinfo info {};
+  return ::sysinfo(&info) == 0 ? static_cast<uint64_t>(info.freeram) * info.mem_unit : 0;
+}
+
+}  // namespace
+
 std::string Generator::load(const std::string& name) {
   const auto entry = registry_.find_model(name);
   if (!entry) throw ApiError(404, "not found", "model '" + name + "' not found (GET /sdapi/v1/sd-models lists them)");
   if (context_ && entry->title == loaded_) return loaded_;
   lumen_context_params params = lumen_context_default_params();
   params.threads = threads_;
-  context_.reset();  // one model in memory at a time
-  loras_.clear();
-  loaded_.clear();
+  // With room for both, the new model loads beside the current one, which
+  // stays if it fails (a broken model once left the server with none, and
+  // the next request reloading the old one from disk). Without room, one
+  // model in memory at a time: the current one goes first.
+  const bool room_for_both = weights_bytes_bound(entry->path) * 5 / 4 < free_memory_bytes();
+  if (!room_for_both) {
+    context_.reset();
+    loras_.clear();
+    loaded_.clear();
+  }
   try {
-    context_.emplace(entry->path, params);
+    lumen::Context fresh(entry->path, params);
+    context_.reset();
+    loras_.clear();
+    context_.emplace(std::move(fresh));
   } catch (const lumen::Exception& e) {
     throw ApiError(422, "invalid model", e.what());
   }
