@@ -25,10 +25,6 @@ std::string gib(uint64_t bytes) {
   return text;
 }
 
-}  // namespace
-
-namespace {
-
 // The first UNet level with attention: its index, or -1.
 int attention_level(const UNetConfig& unet) {
   for (size_t level = 0; level < unet.down_block_types.size(); ++level)
