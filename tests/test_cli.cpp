@@ -186,6 +186,7 @@ TEST_F(CliTest, HostileInputProbesAreClearErrors) {
       {gen("-o " + d + "/x.jpg"), "x.jpg: Lumen writes PNG images"},
       {gen("-o " + d + "/missing/x.png"), "its folder " + d + "/missing does not exist"},
       {"shapes render -o " + d + "/r -W 100000 -H 100000", "--width: Value 100000 not in range"},
+      {"shapes render -o " + d + "/r -W 1 -H 1", "--width: Value 1 not in range"},
       {"shapes render -o " + d + "/file.png", "file.png: exists and is not a folder"},
       {"shapes bogus", "'bogus' is not a command of lumen shapes"},
       {"info --load " + d + "/broken", "config.json: is not valid JSON: parse error at line 1"},

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "error.h"
+#include "io/json_output.h"
 #include "perf/bench.h"
 #include "runtime.h"
 
@@ -55,7 +56,7 @@ Runner add_bench_command(CLI::App& app) {
     o.on_phase = [](const std::string& phase) { std::cerr << "bench: " << phase << "...\n"; };
     const BenchReport report = run_bench(o);
     if (a->json)
-      std::cout << bench_report_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      std::cout << dump_for_output(bench_report_json(report), 2) << "\n";
     else
       std::cout << bench_report_text(report);
     return 0;

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "io/json_output.h"
 #include "model/model_info.h"
 
 namespace lumen::cli {
@@ -49,7 +50,7 @@ Runner add_info_command(CLI::App& app) {
     LoadOptions options;
     options.config_override = opt->config;
     ModelPlan plan = plan_model(opt->model, options);
-    if (opt->json) std::cout << plan_to_json(plan).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    if (opt->json) std::cout << dump_for_output(plan_to_json(plan), 2) << "\n";
     else std::cout << plan_to_text(plan);
     if (opt->load) report_load(plan, options);
     return 0;

@@ -14,6 +14,7 @@
 #include "io/atomic_file.h"
 #include "io/image_io.h"
 #include "io/image_tensor.h"
+#include "io/json_output.h"
 #include "model/model_loader.h"
 #include "pipeline/pipeline.h"
 #include "runtime.h"
@@ -94,7 +95,7 @@ int run_render(const RenderOptions& o) {
     write_png((dir / (stem + ".png")).string(), render(caption, o.width, o.height, jitter),
               {{"parameters", text + "\n" + details}}, o.overwrite);
     write_text_atomically((dir / (stem + ".txt")).string(), text + "\n");
-    index += nlohmann::json{{"file", stem + ".png"}, {"caption", text}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    index += dump_for_output(nlohmann::json{{"file", stem + ".png"}, {"caption", text}}) + "\n";
   }
   write_text_atomically((dir / "captions.jsonl").string(), index);
   std::cout << "wrote " << captions.size() << " " << o.width << "x" << o.height << " images (" << o.split
@@ -209,7 +210,7 @@ int run_eval(const EvalOptions& o) {
   if (o.json) {
     nlohmann::json out = summary_json(summary);
     out["per_image"] = per_image;
-    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    std::cout << dump_for_output(out, 2) << "\n";
   } else {
     print_summary(o.dir, summary);
   }
@@ -350,7 +351,7 @@ int run_judge_model(const JudgeModelOptions& o) {
       print_summary(path, summary);
     }
   }
-  if (o.json) std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  if (o.json) std::cout << dump_for_output(out, 2) << "\n";
   return 0;
 }
 
@@ -367,8 +368,8 @@ Runner add_shapes_command(CLI::App& app) {
   render_cmd->add_option("--split", render_opt->split, "eval (unseen), seen, train or all")
       ->check(CLI::IsMember({"eval", "seen", "train", "all"}))
       ->capture_default_str();
-  render_cmd->add_option("-W,--width", render_opt->width, "image width")->check(CLI::Range(1, 4096))->capture_default_str();
-  render_cmd->add_option("-H,--height", render_opt->height, "image height")->check(CLI::Range(1, 4096))->capture_default_str();
+  render_cmd->add_option("-W,--width", render_opt->width, "image width (16 or more: the judge reads nothing smaller)")->check(CLI::Range(16, 4096))->capture_default_str();
+  render_cmd->add_option("-H,--height", render_opt->height, "image height (16 or more)")->check(CLI::Range(16, 4096))->capture_default_str();
   render_cmd->add_option("-s,--seed", render_opt->seed, "seed of the jitter")
       ->check(seed_check())
       ->capture_default_str();

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/json_output.h"
 #include "io/text_file.h"
 #include "pipeline/infotext.h"
 
@@ -75,7 +76,7 @@ std::string cached_short_file_hash(const std::string& path, const std::string& c
   cache[key] = entry;
   try {
     std::filesystem::create_directories(std::filesystem::path(cache_file).parent_path());
-    write_text_atomically(cache_file, cache.dump(1, ' ', false, json::error_handler_t::replace));
+    write_text_atomically(cache_file, dump_for_output(cache, 1));
   } catch (const std::exception&) {
     // A read-only home: the hash is still right, only not remembered.
   }

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_output.h"
 #include "samplers/a1111_names.h"
 #include "server/api_error.h"
 #include "server/generator.h"
@@ -33,7 +34,7 @@ constexpr int kReadTimeoutSeconds = 2;  // between received bytes, and for an id
 
 void send_json(httplib::Response& res, const json& body, int status = 200) {
   res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.set_content(dump_for_output(body), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& kind, const std::string& detail) {
@@ -205,7 +206,7 @@ void Server::State::generate(const std::string& body_text, httplib::Response& re
     body["init_images"] = nullptr;
     body["mask"] = nullptr;
   }
-  const std::string info_text = info.dump(-1, ' ', false, json::error_handler_t::replace);  // never throws on bytes
+  const std::string info_text = dump_for_output(info);
   send_json(res, {{"images", outcome.png_base64}, {"parameters", body}, {"info", info_text}});
 }
 
