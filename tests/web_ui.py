@@ -28,6 +28,10 @@ import time
 
 PROMPT = "a small red circle at the top on a white background"
 SEED = 7
+# A job that outlasts many of the page's 300 ms progress polls even on a fast
+# idle machine (25 steps at 64x64 took 0.3 s here, and no progress was seen):
+# the most steps a request may ask for, at 128x128 (about 6 s here).
+STEPS, SIZE = 150, 128
 
 
 def log(message):
@@ -303,6 +307,9 @@ def run(args, workdir):
           }};
           set('#prompt', {json.dumps(PROMPT)});
           set('#seed', '{SEED}');
+          set('#steps', '{STEPS}');
+          set('#width', '{SIZE}');
+          set('#height', '{SIZE}');
           document.querySelector('#generate').click();
         }})()""")
 
