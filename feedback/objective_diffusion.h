@@ -24,6 +24,12 @@ class DiffusionObjective : public Objective {
  protected:
   // VAE latents (model space) of images in [-1,1], sampled from the posterior; no gradients.
   torch::Tensor latents_of(const torch::Tensor& images, at::Generator& gen);
+  // One denoising example per latent: noised at a drawn step, captions dropped
+  // at random, the UNet's prediction and what it should have predicted.
+  struct Denoised {
+    torch::Tensor noisy, timesteps, context, prediction, target;
+  };
+  Denoised denoise(const torch::Tensor& latents, const std::vector<std::string>& captions, at::Generator& gen);
   // ε/v loss of noised latents, with caption dropout.
   torch::Tensor denoising_loss(const torch::Tensor& latents, const std::vector<std::string>& captions, at::Generator& gen);
   torch::Tensor encode(const std::vector<std::string>& captions);
@@ -37,6 +43,7 @@ class DiffusionObjective : public Objective {
   std::shared_ptr<LoadedModel> model_;
   std::unique_ptr<TrainableLora> lora_;
   NamedTensors resnet_norms_;  // ResAdapter: the UNet's ResNet GroupNorm parameters being trained
+  nn::UNet2DCondition base_unet_{nullptr};  // ResAdapter with preserve_base: the frozen model it must not change at its own size
   samplers::Prediction prediction_ = samplers::Prediction::Epsilon;
   torch::Tensor alphas_cumprod_;
 

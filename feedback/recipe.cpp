@@ -380,6 +380,7 @@ Recipe parse_recipe(const std::string& path, const YAML::Node& root) {
       Fields a = f.child("resadapter");
       r.lora_rank = a.integer("rank", 16, 1, 1024);
       r.lora_alpha = a.number("alpha", static_cast<double>(r.lora_rank), 1e-6, 1e6);
+      r.resadapter_preserve_base = a.number("preserve_base", 0.0, 0.0, 1e6);
       a.reject_unknown();
       r.train_text_encoder = false;
     }

@@ -159,6 +159,9 @@ struct Recipe {
   bool lora_text_encoder = false;
   bool lora_conv = false;  // also the 3x3 convolutions of the ResNet blocks (LoCon)
   bool use_lora = true;    // feedback: LoRA (a `lora` section) or the whole UNet
+  // ResAdapter: weight of matching the frozen base UNet's output on batches at
+  // the model's own size (dataset width × height); 0 = the denoising loss alone.
+  double resadapter_preserve_base = 0;
 
   JudgeModelSpec judge_model;  // segmenter / reward
   FeedbackSpec feedback;

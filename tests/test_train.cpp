@@ -423,6 +423,55 @@ resadapter: {rank: 2}
   EXPECT_GE(grid.height, 32 + 32 + 16);
 }
 
+// preserve_base: at the model's own size the adapted UNet is pulled towards
+// the frozen base UNet's output, so the adapter changes the model there less
+// than one trained on the denoising loss alone.
+TEST_F(TrainTest, ResAdapterPreserveBaseKeepsTheModelAtItsOwnSize) {
+  TrainOptions o;
+  o.progress = false;
+  const auto base = run_training(diffusion_recipe("rp-base", 6), o);
+  ASSERT_TRUE(base.finished);
+  auto model = std::make_shared<LoadedModel>(load_model(base.final_folder));
+  torch::manual_seed(5);
+  const auto x = torch::randn({4, 4, 4, 4}), context = torch::randn({4, 77, 16});
+  const auto t = torch::tensor({100, 400, 700, 950});
+  const auto output = [&] {
+    torch::NoGradGuard no_grad;
+    return model->unet->forward(x, t, context);
+  };
+  const auto before = output();
+  // How far the adapter trained with this weight moves the model at 32x32 (4x4 latents).
+  const auto change = [&](const std::string& name, double weight) {
+    const std::string recipe = write(dir_->path + "/" + name + ".yaml", fill(R"(task: resadapter
+output: OUT
+seed: 2
+threads: 1
+steps: 12
+batch_size: 4
+dataset: {type: shapes, width: 32, height: 32, resolutions: [32x32, 32x32, 32x32, 16x16]}
+optimizer: {lr: 1.0e-2}
+model: {base: BASE}
+resadapter: {rank: 2, preserve_base: WEIGHT}
+)", {{"OUT", dir_->path + "/" + name}, {"BASE", base.final_folder}, {"WEIGHT", std::to_string(weight)}}));
+    const auto r = run_training(read_recipe(recipe), o);
+    EXPECT_TRUE(r.finished);
+    adapters::AppliedResAdapter applied(model->unet.ptr(),
+                                        adapters::read_resadapter(adapters::resadapter_files(r.final_folder + "/resadapter")), 1.0);
+    const double moved = (output() - before).pow(2).mean().item<double>();
+    applied.remove();
+    return moved;
+  };
+  const double free_change = change("rp-free", 0), kept_change = change("rp-kept", 100);
+  EXPECT_GT(free_change, 0);
+  EXPECT_LT(kept_change, 0.5 * free_change) << "without " << free_change << ", with " << kept_change;
+  // Its terms are logged for the batches at the model's own size.
+  bool logged = false;
+  std::ifstream log(dir_->path + "/rp-kept/metrics.jsonl");
+  for (std::string line; std::getline(log, line);)
+    logged = logged || nlohmann::json::parse(line).contains("preserve_base");
+  EXPECT_TRUE(logged);
+}
+
 TEST_F(TrainTest, DecoderOnlyKeepsTheEncoderAndBf16AutocastTrains) {
   const std::string recipe = write(dir_->path + "/dec.yaml", fill(R"(task: vae
 output: OUT
