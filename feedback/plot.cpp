@@ -30,19 +30,23 @@ struct Axis {
   std::vector<double> ticks;
 };
 
-Axis make_axis(double lo, double hi, int target) {
+Axis make_axis(double lo, double hi, int target, double min_step = 0) {
   if (!(hi > lo)) {  // flat data: a small range around it, so the ticks differ
     const double half = std::max(std::abs(lo) * 0.05, 1e-3);
     lo -= half;
     hi += half;
   }
   Axis a;
-  a.step = nice_tick_step(lo, hi, target);
+  a.step = std::max(nice_tick_step(lo, hi, target), min_step);
   a.lo = std::floor(lo / a.step + 1e-9) * a.step;
   a.hi = std::ceil(hi / a.step - 1e-9) * a.step;
   for (double v = a.lo; v <= a.hi + a.step * 1e-6; v += a.step) a.ticks.push_back(std::abs(v) < a.step * 1e-9 ? 0 : v);
   return a;
 }
+
+// Training steps: from 0, where training starts, in whole numbers (one point
+// at step 2000 was drawn on an axis of 2000.0 … 2001.0).
+Axis step_axis(double first, double last) { return make_axis(std::min(0.0, first), std::max(last, 1.0), 6, 1); }
 
 void draw_panel(cv::Mat& canvas, cv::Rect box, const Series& s, bool log_y) {
   cv::rectangle(canvas, box, kInk, 1);
@@ -51,7 +55,7 @@ void draw_panel(cv::Mat& canvas, cv::Rect box, const Series& s, bool log_y) {
   std::vector<double> ys;
   for (double y : s.y) ys.push_back(log_y ? std::log10(std::max(y, 1e-12)) : y);
   if (ys.empty()) return;
-  const Axis ax = make_axis(s.x.front(), std::max(s.x.back(), s.x.front() + 1), 6);
+  const Axis ax = step_axis(s.x.front(), s.x.back());
   const Axis ay = make_axis(*std::min_element(ys.begin(), ys.end()), *std::max_element(ys.begin(), ys.end()), 4);
   std::vector<std::string> y_labels;
   int label_width = 0;
@@ -84,6 +88,13 @@ void draw_panel(cv::Mat& canvas, cv::Rect box, const Series& s, bool log_y) {
 }
 
 }  // namespace
+
+std::vector<std::string> step_tick_labels(double first, double last) {
+  const Axis a = step_axis(first, last);
+  std::vector<std::string> labels;
+  for (double t : a.ticks) labels.push_back(tick_label(t, a.step));
+  return labels;
+}
 
 double nice_tick_step(double lo, double hi, int target) {
   const double raw = (hi - lo) / std::max(target, 1);

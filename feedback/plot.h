@@ -15,6 +15,8 @@ struct Series {
 // many digits as the step needs, so neighbouring labels always differ.
 double nice_tick_step(double lo, double hi, int target);
 std::string tick_label(double value, double step);
+// The x axis's labels for a curve over training steps first..last: from 0, whole numbers.
+std::vector<std::string> step_tick_labels(double first, double last);
 
 // One panel per series, stacked (two columns past four); `log_y` per panel. Written atomically.
 void write_curves_png(const std::string& path, const std::vector<Series>& series, const std::vector<bool>& log_y);

@@ -146,6 +146,9 @@ TEST(Plot, TickLabelsArePlainAndDistinct) {
   const double flat = 0.722, step = nice_tick_step(flat * 0.95, flat * 1.05, 4);
   EXPECT_NE(tick_label(flat, step), tick_label(flat + step, step));
   EXPECT_EQ(tick_label(1e-4, 5e-5), "0.00010");
+  // A curve with one point (judged once, at the last step) still gets a step axis from 0.
+  EXPECT_EQ(step_tick_labels(2000, 2000), (std::vector<std::string>{"0", "500", "1000", "1500", "2000"}));
+  EXPECT_EQ(step_tick_labels(1, 3), (std::vector<std::string>{"0", "1", "2", "3"}));
   TempDir dir;
   write_curves_png(dir.path + "/c.png", {{"loss", {10, 20, 30}, {0.5, 0.5, 0.5}}, {"lr", {1, 7000}, {1e-3, 1e-5}}},
                    {false, true});
