@@ -168,6 +168,30 @@ TEST(ClipTokenizerGolden, VocabBasics) {
   EXPECT_THROW(tok.encode_padded("a", 1, 0), lumen::Error);
 }
 
+// Strangers' prompts cannot grow the BPE cache without end, and the bound
+// changes no result.
+TEST(ClipTokenizerGolden, BpeCacheStaysBounded) {
+  REQUIRE_GOLDEN();
+  const ClipTokenizer tok = golden_tokenizer();
+  const auto first = tok.encode("a photo of zqxjkv");
+  std::string prompt;
+  for (size_t i = 0; i < ClipTokenizer::kMaxCachedWords + 500; ++i) {
+    std::string word;
+    for (size_t n = i; word.size() < 4; n /= 26) word += static_cast<char>('a' + n % 26);  // distinct words
+    prompt += word + " ";
+    if (prompt.size() > 8000) {
+      tok.encode(prompt);
+      prompt.clear();
+    }
+  }
+  tok.encode(prompt);
+  EXPECT_LE(tok.cached_words(), ClipTokenizer::kMaxCachedWords);
+  const size_t kept = tok.cached_words();
+  tok.encode(std::string(1000, 'q') + " " + std::string(70, 'x'));  // words too long to keep
+  EXPECT_EQ(tok.cached_words(), kept);
+  EXPECT_EQ(tok.encode("a photo of zqxjkv"), first);
+}
+
 TEST(TextClean, FtfyFixes) {
   EXPECT_EQ(lumen::ftfy_fix_text("mojibake caf\u00c3\u00a9"), "mojibake caf\u00e9");
   EXPECT_EQ(lumen::ftfy_fix_text("\u00e2\u0153\u201d No problems"), "\u2714 No problems");

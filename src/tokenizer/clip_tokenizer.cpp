@@ -227,8 +227,16 @@ std::vector<std::string> ClipTokenizer::bpe(const std::string& word) const {
     symbols = std::move(merged);
   }
   std::lock_guard<std::mutex> lock(cache_->mutex);
-  cache_->words.emplace(word, symbols);
+  if (word.size() <= kMaxCachedWordBytes) {
+    if (cache_->words.size() >= kMaxCachedWords) cache_->words.clear();
+    cache_->words.emplace(word, symbols);
+  }
   return symbols;
+}
+
+size_t ClipTokenizer::cached_words() const {
+  std::lock_guard<std::mutex> lock(cache_->mutex);
+  return cache_->words.size();
 }
 
 void ClipTokenizer::tokenize_chunk(const std::string& text, TextCleaning cleaning,

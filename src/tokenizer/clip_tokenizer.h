@@ -39,6 +39,13 @@ class ClipTokenizer {
   std::optional<int64_t> token_to_id(const std::string& token) const;
   size_t vocab_size() const { return vocab_.size(); }
 
+  // The BPE cache is bounded: a server tokenizes strangers' prompts, and every
+  // new word stayed (the tokenizer fuzzer's memory grew to 348 MB). Words
+  // longer than kMaxCachedWordBytes are not kept; a full cache starts again.
+  static constexpr size_t kMaxCachedWords = 20000;
+  static constexpr size_t kMaxCachedWordBytes = 64;
+  size_t cached_words() const;
+
  private:
   ClipTokenizer() = default;
   std::vector<std::string> bpe(const std::string& word) const;
