@@ -83,6 +83,20 @@ std::shared_ptr<LoadedModel> new_model(const Recipe& recipe, const json& schedul
   return m;
 }
 
+// An untouched copy of a UNet, made before any adapter is attached (a
+// ResAdapter's norms are trained in place): the target of preserve_base,
+// copied in memory rather than loaded from disk a second time.
+nn::UNet2DCondition frozen_copy(const nn::UNet2DCondition& unet) {
+  nn::UNet2DCondition copy(unet->config);
+  torch::NoGradGuard no_grad;
+  const auto parameters = unet->named_parameters(), buffers = unet->named_buffers();
+  for (auto& p : copy->named_parameters()) p.value().copy_(parameters[p.key()]);
+  for (auto& b : copy->named_buffers()) b.value().copy_(buffers[b.key()]);
+  for (auto& p : copy->parameters()) p.set_requires_grad(false);
+  copy->eval();
+  return copy;
+}
+
 }  // namespace
 
 DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
@@ -129,6 +143,7 @@ DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
         *model_, LoraTargets{recipe.lora_rank, recipe.lora_alpha, recipe.lora_text_encoder, recipe.lora_conv},
         recipe.seed + 3);
   if (recipe.task == Task::ResAdapter) {
+    if (recipe.resadapter_preserve_base > 0) base_unet_ = frozen_copy(model_->unet);
     LoraTargets targets{recipe.lora_rank, recipe.lora_alpha, false, false};
     targets.samplers_only = true;
     lora_ = std::make_unique<TrainableLora>(*model_, targets, recipe.seed + 3);
@@ -137,13 +152,6 @@ DiffusionObjective::DiffusionObjective(const Recipe& recipe) : recipe_(recipe) {
       if (name.find(".resnets.") != std::string::npos &&
           (name.find(".norm1.") != std::string::npos || name.find(".norm2.") != std::string::npos))
         resnet_norms_.emplace_back(name, p);
-    if (recipe.resadapter_preserve_base > 0) {
-      // A second, untouched copy of the base UNet (the adapted one's norms are
-      // trained in place): its output at the model's own size is the target.
-      LoadOptions lo;
-      base_unet_ = load_model(recipe.base_model, lo).unet;
-      for (auto& p : base_unet_->parameters()) p.set_requires_grad(false);
-    }
   }
 }
 
