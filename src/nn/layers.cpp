@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cmath>
 
+#include "nn/fast_softmax.h"
+#include "nn/onednn_linear.h"
 #include "nn/op_profile.h"
 
 namespace lumen::nn {
@@ -19,9 +21,33 @@ torch::Tensor add_deltas(torch::Tensor y, const WeightDeltas& deltas, const torc
 }
 }  // namespace
 
+namespace {
+std::atomic<bool> g_onednn_linear{true};
+// Below this many rows the convolution's set-up outweighs the faster kernel.
+constexpr int64_t kOnednnLinearMinRows = 256;
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
+  const auto type = x.scalar_type();
+  const bool fits = g_onednn_linear && rows >= kOnednnLinearMinRows && x.is_cpu() && type == weight.scalar_type() &&
+                    (type == torch::kFloat || type == torch::kBFloat16) &&
+                    !(torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()));
+  if (!fits) return torch::linear(x, weight, bias);
+  auto image = x.contiguous().view({1, rows, 1, in}).permute({0, 3, 1, 2});  // [1,C,N,1], channels-last
+  auto kernel = weight.view({out, in, 1, 1});
+  auto y = torch::conv2d(image, kernel, bias).permute({0, 2, 3, 1});  // [1,N,1,O]
+  auto shape = x.sizes().vec();
+  shape.back() = out;
+  return y.reshape(shape);
+}
+}  // namespace
+
+void set_onednn_linear(bool enabled) { g_onednn_linear = enabled; }
+bool onednn_linear_enabled() { return g_onednn_linear; }
+
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   OpTimer timer(OpKind::Linear, linear_flops(x.numel() / weight.size(1), weight.size(1), weight.size(0)));
-  auto y = torch::linear(x, weight, bias);
+  auto y = linear(x, weight, bias);
   return deltas.empty() ? y : add_deltas(std::move(y), deltas, x);
 }
 
@@ -44,13 +70,25 @@ GroupNormImpl::GroupNormImpl(int64_t groups_, int64_t channels, double eps_)
   weight = register_parameter("weight", torch::empty({channels}));
   bias = register_parameter("bias", torch::empty({channels}));
 }
+namespace {
+// bf16/f16 activations are normalised in float32 and returned in their own
+// dtype. LibTorch 1.13's bf16 norm kernels are scalar (7-9x slower than
+// converting, normalising in f32 and converting back) and round the
+// statistics; under CPU autocast the weights stay float32 while activations
+// arrive in bf16, and 1.13's norms need the two to agree.
+bool low_precision(const torch::Tensor& x) { return x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf; }
+torch::Tensor as_float(const torch::Tensor& t) { return t.scalar_type() == torch::kFloat ? t : t.to(torch::kFloat); }
+}  // namespace
+
 torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
   OpTimer timer(OpKind::Norm, 0);
-  // Under CPU autocast (bf16 training) activations arrive in bf16 while the
-  // weights stay float32; LibTorch 1.13's group_norm needs them to agree, and
-  // normalising in float32 is the precise choice anyway.
-  if (x.scalar_type() != weight.scalar_type()) return torch::group_norm(x.to(weight.scalar_type()), groups, weight, bias, eps);
-  return torch::group_norm(x, groups, weight, bias, eps);
+  if (!low_precision(x) && x.scalar_type() == weight.scalar_type()) return torch::group_norm(x, groups, weight, bias, eps);
+  return torch::group_norm(as_float(x), groups, as_float(weight), as_float(bias), eps).to(x.scalar_type());
+}
+torch::Tensor GroupNormImpl::forward_silu(const torch::Tensor& x) {
+  if (!low_precision(x)) return torch::silu(forward(x));
+  OpTimer timer(OpKind::Norm, 0);
+  return torch::silu(torch::group_norm(as_float(x), groups, as_float(weight), as_float(bias), eps)).to(x.scalar_type());
 }
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_) : eps(eps_) {
@@ -59,10 +97,9 @@ LayerNormImpl::LayerNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
   OpTimer timer(OpKind::Norm, 0);
-  // As GroupNorm: under CPU autocast, 1.13's layer_norm refuses bf16 input with float32 weights.
-  if (x.scalar_type() != weight.scalar_type())
-    return torch::layer_norm(x.to(weight.scalar_type()), {weight.size(0)}, weight, bias, eps);
-  return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+  if (!low_precision(x) && x.scalar_type() == weight.scalar_type())
+    return torch::layer_norm(x, {weight.size(0)}, weight, bias, eps);
+  return torch::layer_norm(as_float(x), {weight.size(0)}, as_float(weight), as_float(bias), eps).to(x.scalar_type());
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t count, int64_t dim) {
@@ -78,6 +115,19 @@ torch::Tensor split_heads(const torch::Tensor& t, int64_t heads) {
   const int64_t b = t.size(0), s = t.size(1), d = t.size(2) / heads;
   return t.reshape({b, s, heads, d}).permute({0, 2, 1, 3}).reshape({b * heads, s, d});
 }
+
+// In place with the AVX-512 kernel when nothing needs the scores' gradient.
+torch::Tensor softmax_last_dim(torch::Tensor scores) {
+  const bool kernel_fits = scores.is_cpu() && scores.is_contiguous() && !scores.requires_grad() &&
+                           (scores.scalar_type() == torch::kFloat || scores.scalar_type() == torch::kBFloat16);
+  if (!kernel_fits || !fast_softmax_enabled()) return scores.softmax(-1);
+  const int64_t cols = scores.size(-1), rows = scores.numel() / std::max<int64_t>(cols, 1);
+  if (scores.scalar_type() == torch::kFloat)
+    softmax_rows_inplace(scores.data_ptr<float>(), rows, cols);
+  else
+    softmax_rows_inplace_bf16(reinterpret_cast<uint16_t*>(scores.data_ptr<at::BFloat16>()), rows, cols);
+  return scores;
+}
 }  // namespace
 
 void set_attention_chunk_bytes(int64_t bytes) { g_attention_chunk_bytes = std::max<int64_t>(bytes, 0); }
@@ -89,7 +139,11 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   const int64_t b = q.size(0), sq = q.size(1), sk = k.size(1);
   const int64_t d = q.size(2) / heads;
   OpTimer timer(OpKind::Attention, attention_flops(b, heads, sq, sk, d));
-  const bool in_float = upcast || q.scalar_type() != torch::kFloat;
+  // bf16 scores stay bf16 unless the model asks for upcast attention: oneDNN
+  // accumulates the products in f32 and the softmax kernel works in f32, and
+  // f32 scores (two conversions, twice the bytes) made attention 1.7x slower.
+  // CPU f16 matrix products are slow or missing in LibTorch 1.13: f16 runs in f32.
+  const bool in_float = upcast || q.scalar_type() == torch::kHalf;
   // Scaling the queries (Sq×D) is cheaper than scaling the scores (Sq×Sk).
   auto qh = split_heads(in_float ? q.to(torch::kFloat) : q, heads) * (1.0 / std::sqrt(static_cast<double>(d)));  // [B*H,Sq,D]
   auto kt = split_heads(in_float ? k.to(torch::kFloat) : k, heads).transpose(1, 2);  // [B*H,D,Sk]
@@ -102,9 +156,9 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   auto rows = [&](int64_t from, int64_t n) {
     auto qc = qh.narrow(1, from, n);
     auto scores = mask.defined() ? torch::baddbmm(mask.narrow(1, from, n), qc, kt) : torch::bmm(qc, kt);
-    return torch::bmm(scores.softmax(-1).to(vh.scalar_type()), vh);
+    return torch::bmm(softmax_last_dim(std::move(scores)).to(vh.scalar_type()), vh);
   };
-  const int64_t row_bytes = b * heads * sk * static_cast<int64_t>(sizeof(float));
+  const int64_t row_bytes = b * heads * sk * static_cast<int64_t>(qh.element_size());
   const int64_t limit = g_attention_chunk_bytes;
   const int64_t chunk = limit > 0 ? std::max<int64_t>(1, limit / row_bytes) : sq;
   torch::Tensor out;

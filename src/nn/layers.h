@@ -40,6 +40,8 @@ TORCH_MODULE(Conv2d);
 struct GroupNormImpl : torch::nn::Module {
   GroupNormImpl(int64_t groups, int64_t channels, double eps);
   torch::Tensor forward(const torch::Tensor& x);
+  // silu(forward(x)), with the SiLU applied before rounding back to bf16/f16.
+  torch::Tensor forward_silu(const torch::Tensor& x);
   torch::Tensor weight, bias;
   int64_t groups;
   double eps;

@@ -184,7 +184,7 @@ torch::Tensor UNet2DConditionImpl::forward(const torch::Tensor& sample_in, const
       h = level.samplers[0]->as<Upsample2D>()->forward(h, size);
     }
   }
-  return conv_out(torch::silu(conv_norm_out(h)));
+  return conv_out(conv_norm_out->forward_silu(h));
 }
 
 }  // namespace lumen::nn

@@ -119,7 +119,7 @@ torch::Tensor AutoencoderKLImpl::run_encoder(const torch::Tensor& x) {
     if (level.down) h = level.down->forward(h);
   }
   h = run_mid(p.enc_mid, h);
-  return p.enc_conv_out(torch::silu(p.enc_norm_out(h)));
+  return p.enc_conv_out(p.enc_norm_out->forward_silu(h));
 }
 
 torch::Tensor AutoencoderKLImpl::run_decoder(const torch::Tensor& z) {
@@ -137,7 +137,7 @@ torch::Tensor AutoencoderKLImpl::run_decoder(const torch::Tensor& z) {
     if (level.up)
       h = run([up = level.up.ptr()](const std::vector<torch::Tensor>& in) { return up->forward(in[0]); }, h);
   }
-  return p.dec_conv_out(torch::silu(p.dec_norm_out(h)));
+  return p.dec_conv_out(p.dec_norm_out->forward_silu(h));
 }
 
 torch::Tensor AutoencoderKLImpl::encode_moments(const torch::Tensor& image) {

@@ -10,6 +10,8 @@
 #include "error.h"
 #include "model/model_loader.h"
 #include "model/random_model.h"
+#include "nn/fast_softmax.h"
+#include "nn/onednn_linear.h"
 #include "nn/layers.h"
 #include "nn/vae_tiling.h"
 #include "perf/process_memory.h"
@@ -61,6 +63,12 @@ std::string gflops_text(double flops, double seconds) {
   return buf;
 }
 
+// Peak signal-to-noise ratio of `test` against `reference`, in dB (inf when equal).
+double psnr_db(const torch::Tensor& reference, const torch::Tensor& test, double peak) {
+  const double mse = (reference.to(torch::kDouble) - test.to(torch::kDouble)).pow(2).mean().item<double>();
+  return mse == 0 ? INFINITY : 10 * std::log10(peak * peak / mse);
+}
+
 }  // namespace
 
 double PhaseTimes::min() const { return seconds.empty() ? 0 : *std::min_element(seconds.begin(), seconds.end()); }
@@ -96,12 +104,17 @@ BenchReport run_bench(const BenchOptions& o) {
   auto note = [&](const std::string& phase) {
     if (o.on_phase) o.on_phase(phase);
   };
+  if (o.accuracy && o.bf16) throw Error("--accuracy", "compares bf16 against f32: run it with --dtype f32");
   BenchReport r;
   r.dtype = o.bf16 ? "bf16" : "f32";
   r.threads = torch::get_num_threads();
   r.steps = o.steps;
   if (o.attention_chunk_bytes >= 0) nn::set_attention_chunk_bytes(o.attention_chunk_bytes);
   r.attention_chunk_bytes = nn::attention_chunk_bytes();
+  nn::set_fast_softmax(o.fast_softmax);
+  r.fast_softmax = nn::fast_softmax_enabled();
+  nn::set_onednn_linear(o.onednn_linear);
+  r.onednn_linear = nn::onednn_linear_enabled();
   if (o.measure_machine) {
     note("machine rates");
     r.machine = measure_machine_rates();
@@ -181,6 +194,20 @@ BenchReport run_bench(const BenchOptions& o) {
   if (wanted("generation")) note("generation");
   Pipeline pipeline(model);
   if (wanted("generation")) r.phases.push_back(time_phase("generation", o.repeats, [&] { pipeline.generate(gen); }));
+  if (o.accuracy) {
+    note("bf16 accuracy");
+    GenerationOptions seeded = gen;
+    seeded.seed = 1;
+    const auto reference = pipeline.generate(seeded);
+    model->unet->to(torch::kBFloat16);  // the model is not used in f32 after this
+    model->vae->to(torch::kBFloat16);
+    if (model->text_encoder) model->text_encoder->to(torch::kBFloat16);
+    if (model->text_encoder_2) model->text_encoder_2->to(torch::kBFloat16);
+    const auto bf16 = pipeline.generate(seeded);
+    const auto& ref_latents = reference.latents;
+    r.bf16_latents_psnr_db = psnr_db(ref_latents, bf16.latents, (ref_latents.max() - ref_latents.min()).item<double>());
+    r.bf16_image_psnr_db = psnr_db(reference.images, bf16.images, 1.0);
+  }
   r.peak_rss_bytes = peak_resident_bytes();
   return r;
 }
@@ -214,6 +241,11 @@ nlohmann::json bench_report_json(const BenchReport& r) {
           {"generation_steps", r.steps},
           {"vae_tiling", r.vae_tiling},
           {"attention_chunk_bytes", r.attention_chunk_bytes},
+          {"fast_softmax", r.fast_softmax},
+          {"onednn_linear", r.onednn_linear},
+          {"bf16_accuracy", std::isnan(r.bf16_latents_psnr_db)
+                                ? json(nullptr)
+                                : json{{"latents_psnr_db", r.bf16_latents_psnr_db}, {"image_psnr_db", r.bf16_image_psnr_db}}},
           {"threads", r.threads},
           {"unet_parameters", r.unet_parameters},
           {"weights_bytes", r.weights_bytes},
@@ -239,7 +271,8 @@ std::string bench_report_text(const BenchReport& r) {
   std::ostringstream out;
   char line[256];
   out << r.model << " (" << r.family << ", UNet " << r.unet_parameters / 1000000.0 << "M parameters), " << r.dtype
-      << ", " << r.width << "x" << r.height << ", UNet batch " << r.unet_batch << ", " << r.threads << " threads\n\n";
+      << ", " << r.width << "x" << r.height << ", UNet batch " << r.unet_batch << ", " << r.threads << " threads"
+      << (r.fast_softmax ? "" : ", ATen softmax") << (r.onednn_linear ? "" : ", BLAS linear") << "\n\n";
   out << "phase            min s   median s   calls\n";
   for (const auto& p : r.phases) {
     std::snprintf(line, sizeof line, "%-14s %7.3f   %8.3f   %5zu\n", p.name.c_str(), p.min(), p.median(),
@@ -295,6 +328,11 @@ std::string bench_report_text(const BenchReport& r) {
   }
   std::snprintf(line, sizeof line, "\nweights %.2f GB, peak RSS %.2f GB\n", r.weights_bytes / 1e9, r.peak_rss_bytes / 1e9);
   out << line;
+  if (!std::isnan(r.bf16_latents_psnr_db)) {
+    std::snprintf(line, sizeof line, "bf16 against f32 (seed 1, %lld steps): latents PSNR %.1f dB, image PSNR %.1f dB\n",
+                  static_cast<long long>(r.steps), r.bf16_latents_psnr_db, r.bf16_image_psnr_db);
+    out << line;
+  }
   return out.str();
 }
 

@@ -3,6 +3,7 @@
 // step's FLOPs and time per layer kind; states the achieved rates as shares of
 // the machine's own GEMM and convolution rates measured in the same run.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,9 @@ struct BenchOptions {
   bool vae_tiling = false;  // decode in tiles (vae_decode and generation)
   int64_t vae_tile_size = 0;  // tile side in pixels (0: the VAE's sample size)
   int64_t attention_chunk_bytes = -1;  // score budget of an attention chunk (-1: the default, 0: unchunked)
+  bool fast_softmax = true;            // the AVX-512 attention softmax where the CPU has it
+  bool onednn_linear = true;           // linear layers as oneDNN 1x1 convolutions (nn/onednn_linear.h)
+  bool accuracy = false;  // f32 model only: one seeded generation in f32, then again with the model in bf16
   bool measure_machine = true;
   std::vector<std::string> phases;  // of text_encode, unet_step, vae_decode, generation; empty: all
   std::function<void(const std::string& phase)> on_phase;  // progress, for the CLI
@@ -43,6 +47,11 @@ struct BenchReport {
   int64_t width = 0, height = 0, unet_batch = 0, steps = 0, threads = 0;
   bool vae_tiling = false;
   int64_t attention_chunk_bytes = 0;
+  bool fast_softmax = false;  // in use (asked for and supported)
+  bool onednn_linear = false;
+  // --accuracy: bf16 against f32, same seed and steps; PSNR of the final
+  // latents (peak: the f32 latents' range) and of the images (peak 1). NaN: not run.
+  double bf16_latents_psnr_db = NAN, bf16_image_psnr_db = NAN;
   int64_t unet_parameters = 0;
   std::vector<PhaseTimes> phases;  // load, text_encode, unet_step, vae_decode, generation
   nn::OpTotals unet_step_ops;      // one profiled UNet step
