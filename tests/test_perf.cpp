@@ -11,6 +11,8 @@
 #include "model/configs.h"
 #include "model/random_model.h"
 #include "nn/clip_text.h"
+#include "nn/conv_prepack.h"
+#include "nn/cpu_paths.h"
 #include "nn/fast_softmax.h"
 #include "nn/layers.h"
 #include "nn/op_profile.h"
@@ -130,6 +132,47 @@ TEST(Attention, FastSoftmaxMatchesATen) {
   EXPECT_LT((fast_bf16.to(torch::kFloat) - aten_bf16.to(torch::kFloat)).abs().max().item<float>(), 0.02);
   // bf16 attention stays close to f32 attention (values of size ~0.3 here).
   EXPECT_LT((fast_bf16.to(torch::kFloat) - aten).abs().max().item<float>(), 0.03);
+}
+
+// Linear layers as oneDNN 1x1 convolutions and prepacked convolution weights
+// give what the plain ATen calls give, in f32 and bf16; a packed weight is
+// repacked when the weight changes in place or moves to another dtype.
+TEST(CpuPaths, OnednnLinearAndPrepackedConvMatchATen) {
+  torch::manual_seed(7);
+  const auto tokens = torch::randn({2, 300, 48});  // 600 rows: past the oneDNN threshold
+  const auto image = torch::randn({2, 16, 9, 7});
+  for (auto type : {torch::kFloat, torch::kBFloat16}) {
+    lumen::nn::Linear linear(48, 40);
+    lumen::nn::Conv2d conv(16, 24, 3, 1, 1);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : linear->parameters()) p.normal_(0, 0.1);
+      for (auto& p : conv->parameters()) p.normal_(0, 0.1);
+    }
+    linear->to(type);  // outside inference mode, as models are loaded
+    conv->to(type);
+    torch::InferenceMode inference;
+    const auto x = tokens.to(type), y = image.to(type);
+    const double tol = type == torch::kFloat ? 1e-5 : 0.05;
+    lumen::nn::set_onednn_linear(false);
+    const auto plain_linear = linear(x).to(torch::kFloat);
+    lumen::nn::set_onednn_linear(true);
+    const auto fast_linear = linear(x);
+    EXPECT_EQ(fast_linear.sizes(), torch::IntArrayRef({2, 300, 40}));
+    EXPECT_LT((fast_linear.to(torch::kFloat) - plain_linear).abs().max().item<float>(), tol);
+
+    const auto plain_conv = conv(y).to(torch::kFloat);
+    lumen::nn::set_conv_prepack(true);
+    EXPECT_LT((conv(y).to(torch::kFloat) - plain_conv).abs().max().item<float>(), tol);
+    ASSERT_EQ(static_cast<bool>(conv->packed), type == torch::kBFloat16);  // bf16 only
+    conv->weight.mul_(2);  // in place: the packed copy must follow
+    lumen::nn::set_conv_prepack(false);
+    const auto plain_doubled = conv(y).to(torch::kFloat);
+    lumen::nn::set_conv_prepack(true);
+    EXPECT_LT((conv(y).to(torch::kFloat) - plain_doubled).abs().max().item<float>(), 2 * tol);
+    EXPECT_GT((plain_doubled - plain_conv).abs().max().item<float>(), 0.1);
+    lumen::nn::set_conv_prepack(false);
+  }
 }
 
 // The presets are the public architectures: their UNet and text-encoder sizes

@@ -220,7 +220,7 @@ int run_eval(const EvalOptions& o) {
 struct JudgeModelOptions {
   std::string model;
   AdapterOptions adapters;
-  std::string split = "both", sampler = "ddim";
+  std::string split = "both", sampler = "ddim", dtype = "f32";
   int64_t steps = 25, seeds = 4, size = 64, width = 0, height = 0;  // width/height 0: size
   int64_t captions = 0;  // per split, evenly spread over it; 0: all
   double cfg_scale = 1.5, guidance_rescale = 0.7;
@@ -296,7 +296,9 @@ RgbImage vae_reconstruction(LoadedModel& model, const Caption& caption, int widt
 int run_judge_model(const JudgeModelOptions& o) {
   const std::string path = o.model.empty() ? asset_path("default-model") : o.model;
   if (!o.save.empty()) create_output_folder(o.save);
-  auto model = std::make_shared<LoadedModel>(load_model(path, LoadOptions{}));
+  LoadOptions load;
+  load.dtype = o.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat;
+  auto model = std::make_shared<LoadedModel>(load_model(path, load));
   merge_adapters(o.adapters, *model, std::cerr);
   Pipeline pipeline(model);
   // Every caption is generated with the same settings; only the prompt changes.
@@ -390,6 +392,7 @@ Runner add_shapes_command(CLI::App& app) {
       ->check(CLI::IsMember({"seen", "eval", "both"}))->capture_default_str();
   judge_cmd->add_option("--sampler", jm->sampler, "sampler")->capture_default_str();
   judge_cmd->add_option("--steps", jm->steps, "sampling steps")->capture_default_str();
+  judge_cmd->add_option("--dtype", jm->dtype, "f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
   judge_cmd->add_option("--cfg-scale", jm->cfg_scale, "guidance scale")->capture_default_str();
   judge_cmd->add_option("--guidance-rescale", jm->guidance_rescale, "guidance rescale")->capture_default_str();
   judge_cmd->add_option("--captions", jm->captions, "captions per split, evenly spread over it (default: all)")

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "error.h"
+#include "nn/cpu_paths.h"
 #include "runtime.h"
 
 // The first word of the command line that should name a (sub)command but names
@@ -53,6 +54,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lumen 0.1.0");
   int threads = 0;
   app.add_option("--threads", threads, "intra-op threads (default: one per core)")->check(CLI::Range(0, 1024));
+  bool prepack_conv = false, f32_attention_scores = false;
+  app.add_flag("--f32-attention-scores", f32_attention_scores,
+               "bf16: attention scores in f32 (slower, closer to an f32 run)");
+  app.add_flag("--prepack-conv", prepack_conv,
+               "bf16: keep convolution weights laid out for oneDNN (faster small feature maps, a second copy of the conv weights in memory)");
   std::vector<lumen::cli::Runner> runners = {
       lumen::cli::add_generate_commands(app),
       lumen::cli::add_info_command(app),
@@ -80,6 +86,8 @@ int main(int argc, char** argv) {
   }
   try {
     lumen::set_threads(threads);
+    lumen::nn::set_conv_prepack(prepack_conv);
+    lumen::nn::set_bf16_attention_scores(!f32_attention_scores);
     if (lumen::blas_is_reference())
       std::cerr << "warning: LibTorch is using the reference BLAS (" << lumen::loaded_blas_library()
                 << "); install libopenblas0-openmp for ~30x faster matrix products\n";

@@ -4,8 +4,9 @@
 #include <atomic>
 #include <cmath>
 
+#include "nn/conv_prepack.h"
 #include "nn/fast_softmax.h"
-#include "nn/onednn_linear.h"
+#include "nn/cpu_paths.h"
 #include "nn/op_profile.h"
 
 namespace lumen::nn {
@@ -42,6 +43,12 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 }
 }  // namespace
 
+namespace {
+std::atomic<bool> g_bf16_scores{true};
+}  // namespace
+void set_bf16_attention_scores(bool enabled) { g_bf16_scores = enabled; }
+bool bf16_attention_scores() { return g_bf16_scores; }
+
 void set_onednn_linear(bool enabled) { g_onednn_linear = enabled; }
 bool onednn_linear_enabled() { return g_onednn_linear; }
 
@@ -61,7 +68,8 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   const int64_t k = weight.size(2);
   auto out_len = [&](int64_t n) { return (n + 2 * padding - k) / stride + 1; };
   OpTimer timer(OpKind::Conv, conv2d_flops(x.size(0), weight.size(1), weight.size(0), k, out_len(x.size(2)), out_len(x.size(3))));
-  auto y = torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  auto packed_y = prepacked_conv2d(packed, x, weight, bias, stride, padding);
+  auto y = packed_y ? *packed_y : torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
   return deltas.empty() ? y : add_deltas(std::move(y), deltas, x);
 }
 
@@ -143,7 +151,7 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   // accumulates the products in f32 and the softmax kernel works in f32, and
   // f32 scores (two conversions, twice the bytes) made attention 1.7x slower.
   // CPU f16 matrix products are slow or missing in LibTorch 1.13: f16 runs in f32.
-  const bool in_float = upcast || q.scalar_type() == torch::kHalf;
+  const bool in_float = upcast || q.scalar_type() == torch::kHalf || (q.scalar_type() == torch::kBFloat16 && !g_bf16_scores);
   // Scaling the queries (Sq×D) is cheaper than scaling the scores (Sq×Sk).
   auto qh = split_heads(in_float ? q.to(torch::kFloat) : q, heads) * (1.0 / std::sqrt(static_cast<double>(d)));  // [B*H,Sq,D]
   auto kt = split_heads(in_float ? k.to(torch::kFloat) : k, heads).transpose(1, 2);  // [B*H,D,Sk]

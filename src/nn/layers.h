@@ -27,6 +27,8 @@ struct LinearImpl : torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
+struct PackedConvWeight;
+
 struct Conv2dImpl : torch::nn::Module {
   Conv2dImpl(int64_t in, int64_t out, int64_t kernel, int64_t stride = 1, int64_t padding = 0,
              bool bias = true);
@@ -34,6 +36,7 @@ struct Conv2dImpl : torch::nn::Module {
   torch::Tensor weight, bias;
   int64_t stride, padding;
   WeightDeltas deltas;  // empty unless adapters are attached at run time
+  std::shared_ptr<PackedConvWeight> packed;  // nn/conv_prepack.h, when enabled
 };
 TORCH_MODULE(Conv2d);
 

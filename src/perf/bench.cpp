@@ -11,7 +11,7 @@
 #include "model/model_loader.h"
 #include "model/random_model.h"
 #include "nn/fast_softmax.h"
-#include "nn/onednn_linear.h"
+#include "nn/cpu_paths.h"
 #include "nn/layers.h"
 #include "nn/vae_tiling.h"
 #include "perf/process_memory.h"
@@ -115,6 +115,8 @@ BenchReport run_bench(const BenchOptions& o) {
   r.fast_softmax = nn::fast_softmax_enabled();
   nn::set_onednn_linear(o.onednn_linear);
   r.onednn_linear = nn::onednn_linear_enabled();
+  r.conv_prepack = nn::conv_prepack_enabled();
+  r.bf16_attention_scores = nn::bf16_attention_scores();
   if (o.measure_machine) {
     note("machine rates");
     r.machine = measure_machine_rates();
@@ -243,6 +245,8 @@ nlohmann::json bench_report_json(const BenchReport& r) {
           {"attention_chunk_bytes", r.attention_chunk_bytes},
           {"fast_softmax", r.fast_softmax},
           {"onednn_linear", r.onednn_linear},
+          {"conv_prepack", r.conv_prepack},
+          {"bf16_attention_scores", r.bf16_attention_scores},
           {"bf16_accuracy", std::isnan(r.bf16_latents_psnr_db)
                                 ? json(nullptr)
                                 : json{{"latents_psnr_db", r.bf16_latents_psnr_db}, {"image_psnr_db", r.bf16_image_psnr_db}}},
@@ -272,7 +276,9 @@ std::string bench_report_text(const BenchReport& r) {
   char line[256];
   out << r.model << " (" << r.family << ", UNet " << r.unet_parameters / 1000000.0 << "M parameters), " << r.dtype
       << ", " << r.width << "x" << r.height << ", UNet batch " << r.unet_batch << ", " << r.threads << " threads"
-      << (r.fast_softmax ? "" : ", ATen softmax") << (r.onednn_linear ? "" : ", BLAS linear") << "\n\n";
+      << (r.fast_softmax ? "" : ", ATen softmax") << (r.onednn_linear ? "" : ", BLAS linear")
+      << (r.conv_prepack ? ", prepacked conv weights" : "")
+      << (r.bf16_attention_scores ? "" : ", f32 attention scores") << "\n\n";
   out << "phase            min s   median s   calls\n";
   for (const auto& p : r.phases) {
     std::snprintf(line, sizeof line, "%-14s %7.3f   %8.3f   %5zu\n", p.name.c_str(), p.min(), p.median(),

@@ -49,6 +49,8 @@ struct BenchReport {
   int64_t attention_chunk_bytes = 0;
   bool fast_softmax = false;  // in use (asked for and supported)
   bool onednn_linear = false;
+  bool conv_prepack = false;  // set by the caller (`lumen --prepack-conv`), reported here
+  bool bf16_attention_scores = true;  // `lumen --f32-attention-scores` turns it off
   // --accuracy: bf16 against f32, same seed and steps; PSNR of the final
   // latents (peak: the f32 latents' range) and of the images (peak 1). NaN: not run.
   double bf16_latents_psnr_db = NAN, bf16_image_psnr_db = NAN;

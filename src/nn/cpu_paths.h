@@ -1,0 +1,28 @@
+// Which CPU kernel paths the layers take, each switchable so `lumen bench`
+// can measure it. No LibTorch here: the CLI's main sets them.
+#pragma once
+
+namespace lumen::nn {
+
+// Linear layers through oneDNN. LibTorch 1.13 sends f32 linear layers to
+// OpenBLAS (~190 GFLOP/s on 2 AVX-512 cores) while oneDNN's convolutions reach
+// ~400: an [N,C] x [O,C]ᵀ product is a 1x1 convolution of a channels-last
+// [1,C,N,1] image, a view of the same memory, so inference runs it as one
+// (1.7-2x faster in f32, ~1.2x in bf16, measured). Results agree to float
+// rounding. Off while autograd records (training keeps ATen's linear).
+// On by default; `bench --no-onednn-linear` turns it off.
+void set_onednn_linear(bool enabled);
+bool onednn_linear_enabled();
+
+// bf16 attention: scores and softmax input in bf16 (faster) or q and k
+// upcast to f32 first (the scores in f32). On by default.
+void set_bf16_attention_scores(bool enabled);
+bool bf16_attention_scores();
+
+// bf16 convolution weights pre-laid-out for oneDNN (nn/conv_prepack.h): faster
+// at small feature maps, one more copy of every convolution weight in memory.
+// Off by default; `lumen --prepack-conv` turns it on.
+void set_conv_prepack(bool enabled);
+bool conv_prepack_enabled();
+
+}  // namespace lumen::nn
