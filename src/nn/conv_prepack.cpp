@@ -20,8 +20,7 @@ std::optional<torch::Tensor> prepacked_conv2d(std::shared_ptr<PackedConvWeight>&
   const bool fits = g_conv_prepack && x.is_cpu() && x.dim() == 4 && type == weight.scalar_type() &&
                     type == torch::kBFloat16 &&
                     // Inference tensors keep no version counter: an in-place change would go unseen.
-                    !weight.is_inference() &&
-                    !(torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()));
+                    !weight.is_inference() && !autograd_records(x, weight);
   if (!fits) return std::nullopt;
   const std::vector<int64_t> pad{padding, padding}, strides{stride, stride}, dilation{1, 1};
   // Concurrent callers may both pack; each then uses a complete copy.

@@ -15,6 +15,12 @@
 
 namespace lumen::nn {
 
+// Whether autograd records a call on `x` and `weight`: the faster inference
+// paths (packed convolutions, oneDNN linear layers) keep out of its way.
+inline bool autograd_records(const torch::Tensor& x, const torch::Tensor& weight) {
+  return torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+}
+
 // A weight's packed copy and what it was packed from (rebuilt when the weight
 // changes: new storage, an in-place update, another dtype).
 struct PackedConvWeight {

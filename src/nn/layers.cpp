@@ -20,10 +20,9 @@ torch::Tensor add_deltas(torch::Tensor y, const WeightDeltas& deltas, const torc
   for (const auto& d : deltas) y = y + d->apply(x) * d->scale;
   return y;
 }
-}  // namespace
 
-namespace {
 std::atomic<bool> g_onednn_linear{true};
+std::atomic<bool> g_bf16_scores{true};
 // Below this many rows the convolution's set-up outweighs the faster kernel.
 constexpr int64_t kOnednnLinearMinRows = 256;
 
@@ -31,8 +30,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   const auto type = x.scalar_type();
   const bool fits = g_onednn_linear && rows >= kOnednnLinearMinRows && x.is_cpu() && type == weight.scalar_type() &&
-                    (type == torch::kFloat || type == torch::kBFloat16) &&
-                    !(torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()));
+                    (type == torch::kFloat || type == torch::kBFloat16) && !autograd_records(x, weight);
   if (!fits) return torch::linear(x, weight, bias);
   auto image = x.contiguous().view({1, rows, 1, in}).permute({0, 3, 1, 2});  // [1,C,N,1], channels-last
   auto kernel = weight.view({out, in, 1, 1});
@@ -43,14 +41,10 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 }
 }  // namespace
 
-namespace {
-std::atomic<bool> g_bf16_scores{true};
-}  // namespace
-void set_bf16_attention_scores(bool enabled) { g_bf16_scores = enabled; }
-bool bf16_attention_scores() { return g_bf16_scores; }
-
 void set_onednn_linear(bool enabled) { g_onednn_linear = enabled; }
 bool onednn_linear_enabled() { return g_onednn_linear; }
+void set_bf16_attention_scores(bool enabled) { g_bf16_scores = enabled; }
+bool bf16_attention_scores() { return g_bf16_scores; }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
   OpTimer timer(OpKind::Linear, linear_flops(x.numel() / weight.size(1), weight.size(1), weight.size(0)));
@@ -86,19 +80,21 @@ namespace {
 // arrive in bf16, and 1.13's norms need the two to agree.
 bool low_precision(const torch::Tensor& x) { return x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf; }
 torch::Tensor as_float(const torch::Tensor& t) { return t.scalar_type() == torch::kFloat ? t : t.to(torch::kFloat); }
+torch::Tensor group_norm_in_float(const GroupNormImpl& norm, const torch::Tensor& x) {
+  return torch::group_norm(as_float(x), norm.groups, as_float(norm.weight), as_float(norm.bias), norm.eps);
+}
 }  // namespace
 
 torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
   OpTimer timer(OpKind::Norm, 0);
   if (!low_precision(x) && x.scalar_type() == weight.scalar_type()) return torch::group_norm(x, groups, weight, bias, eps);
-  return torch::group_norm(as_float(x), groups, as_float(weight), as_float(bias), eps).to(x.scalar_type());
+  return group_norm_in_float(*this, x).to(x.scalar_type());
 }
 torch::Tensor GroupNormImpl::forward_silu(const torch::Tensor& x) {
   if (!low_precision(x)) return torch::silu(forward(x));
   OpTimer timer(OpKind::Norm, 0);
-  return torch::silu(torch::group_norm(as_float(x), groups, as_float(weight), as_float(bias), eps)).to(x.scalar_type());
+  return torch::silu(group_norm_in_float(*this, x)).to(x.scalar_type());
 }
-
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::empty({dim}));
   bias = register_parameter("bias", torch::empty({dim}));
