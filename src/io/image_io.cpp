@@ -3,6 +3,7 @@
 #include <png.h>
 #include <stb/stb_image.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -30,6 +31,22 @@ void check_image_size(const std::string& what, int w, int h, int64_t max_pixels)
   if (w <= 0 || h <= 0 || static_cast<int64_t>(w) * h > max_pixels)
     throw Error(what, "image size " + std::to_string(w) + "x" + std::to_string(h) + " is over the limit of " +
                           std::to_string(max_pixels) + " pixels");
+}
+
+// The most pixels one byte of each format can stand for: a header claiming
+// more than its file could hold is truncated or hostile, and decoding it would
+// still allocate (and stb fills) the whole image. PNG: deflate's 1032:1 at one
+// bit per pixel; JPEG: a one-bit code per 8x8 block, twice over; GIF:
+// 12-bit LZW codes of up to 4096 pixels; BMP (uncompressed) 8; the RLE formats
+// (TGA, PSD, PIC, HDR) at most 64; PNM one per byte.
+int64_t max_pixels_per_byte(const std::string& bytes) {
+  auto starts = [&](const char* magic) { return bytes.rfind(magic, 0) == 0; };
+  if (starts("\x89PNG")) return 8256;
+  if (starts("\xFF\xD8")) return 1024;
+  if (starts("GIF8")) return 2731;
+  if (starts("BM")) return 8;
+  if (starts("P5") || starts("P6")) return 1;
+  return 64;
 }
 
 }  // namespace
@@ -101,6 +118,9 @@ RgbImage decode_image(const std::string& bytes, const std::string& what, int64_t
   int w = 0, h = 0, channels = 0;
   if (!stbi_info_from_memory(data, size, &w, &h, &channels)) throw Error(what, "not a readable image: " + stbi_reason());
   check_image_size(what, w, h, max_pixels);
+  if (static_cast<int64_t>(w) * h > max_pixels_per_byte(bytes) * size)
+    throw Error(what, "the header says " + std::to_string(w) + "x" + std::to_string(h) + " but " +
+                          std::to_string(size) + " bytes cannot hold that many pixels (truncated or corrupt)");
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, size, &w, &h, &channels, 3),
                                                    stbi_image_free);
   if (!pixels) throw Error(what, "cannot decode: " + stbi_reason());
@@ -122,6 +142,13 @@ std::map<std::string, std::string> read_png_text(const std::string& path) {
   std::map<std::string, std::string> out;
   try {
     png_init_io(png, f.get());
+    // libpng allocates (and zeroes) what a chunk's header claims; a claim over
+    // the limit is a "benign" error it would only warn about and then allocate
+    // anyway. Bound it by what this file could hold (text decompressed
+    // included) and make it, like a bad CRC, an error.
+    const auto file_size = static_cast<png_alloc_size_t>(std::filesystem::file_size(path));
+    png_set_chunk_malloc_max(png, std::min<png_alloc_size_t>(8000000, 4 * std::max<png_alloc_size_t>(file_size, 65536)));
+    png_set_benign_errors(png, 0);
     png_read_info(png, info);
     png_textp text = nullptr;
     int count = 0;

@@ -3,7 +3,9 @@
 #include <unicode/uchar.h>
 #include <unicode/utf8.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -195,6 +197,9 @@ std::optional<int64_t> ClipTokenizer::token_to_id(const std::string& token) cons
 
 // Repeatedly merges the adjacent pair with the lowest merge rank (all its
 // non-overlapping occurrences, left to right) until no pair is mergeable.
+// Each pair's rank is kept beside it and looked up again only where a merge
+// changed a neighbour: a long word costs O(n) per merge, not O(n) hash
+// lookups of freshly built strings (a 4 KB word took ~1 s that way).
 std::vector<std::string> ClipTokenizer::bpe(const std::string& word) const {
   if (word == kBos || word == kEos) return {word};  // pre-seeded in transformers' cache
   {
@@ -202,29 +207,39 @@ std::vector<std::string> ClipTokenizer::bpe(const std::string& word) const {
     auto it = cache_->words.find(word);
     if (it != cache_->words.end()) return it->second;
   }
+  constexpr int kNoMerge = std::numeric_limits<int>::max();
+  auto rank_of = [&](const std::string& first, const std::string& second) {
+    auto it = merge_ranks_.find(first + " " + second);
+    return it == merge_ranks_.end() ? kNoMerge : it->second;
+  };
   std::vector<std::string> symbols = initial_symbols(word);
-  while (symbols.size() > 1) {
-    int best_rank = -1;
-    size_t best = 0;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      auto it = merge_ranks_.find(symbols[i] + " " + symbols[i + 1]);
-      if (it != merge_ranks_.end() && (best_rank < 0 || it->second < best_rank)) {
-        best_rank = it->second;
-        best = i;
-      }
-    }
-    if (best_rank < 0) break;
-    const std::string first = symbols[best], second = symbols[best + 1];
+  std::vector<int> ranks;  // ranks[i]: the pair (symbols[i], symbols[i + 1])
+  for (size_t i = 0; i + 1 < symbols.size(); ++i) ranks.push_back(rank_of(symbols[i], symbols[i + 1]));
+  while (!ranks.empty()) {
+    const auto best = std::min_element(ranks.begin(), ranks.end());
+    const int best_rank = *best;
+    if (best_rank == kNoMerge) break;
+    const size_t at = static_cast<size_t>(best - ranks.begin());
+    const std::string first = symbols[at], second = symbols[at + 1];
     std::vector<std::string> merged;
+    std::vector<size_t> from;  // the old index of each kept symbol; npos for a merged one
     for (size_t i = 0; i < symbols.size(); ++i) {
-      if (i + 1 < symbols.size() && symbols[i] == first && symbols[i + 1] == second) {
+      if (i + 1 < symbols.size() && ranks[i] == best_rank && symbols[i] == first && symbols[i + 1] == second) {
         merged.push_back(first + second);
+        from.push_back(std::string::npos);
         ++i;
       } else {
-        merged.push_back(symbols[i]);
+        merged.push_back(std::move(symbols[i]));
+        from.push_back(i);
       }
     }
+    std::vector<int> merged_ranks(merged.size() - 1);
+    for (size_t j = 0; j + 1 < merged.size(); ++j) {
+      const bool untouched = from[j] != std::string::npos && from[j + 1] == from[j] + 1;
+      merged_ranks[j] = untouched ? ranks[from[j]] : rank_of(merged[j], merged[j + 1]);
+    }
     symbols = std::move(merged);
+    ranks = std::move(merged_ranks);
   }
   std::lock_guard<std::mutex> lock(cache_->mutex);
   if (word.size() <= kMaxCachedWordBytes) {
