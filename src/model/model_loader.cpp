@@ -9,6 +9,7 @@
 #include "io/text_file.h"
 #include "io/safetensors.h"
 #include "io/yaml_json.h"
+#include "nn/init.h"
 #include "runtime.h"
 
 namespace lumen {
@@ -192,7 +193,8 @@ void apply_override(const json& o, const std::string& file, ModelPlan* plan) {
 
 template <typename Module>
 Module finish(Module module, const WeightSource& weights, torch::Dtype dtype, LoadReport* report = nullptr) {
-  module->to(dtype);
+  nn::reallocate_parameters(*module, dtype);  // every parameter is about to be loaded
+  module->to(dtype);                          // buffers
   LoadReport loaded = load_weights(*module, weights);
   if (report) *report = std::move(loaded);
   module->eval();

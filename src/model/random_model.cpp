@@ -186,9 +186,10 @@ std::shared_ptr<LoadedModel> make_random_model(const std::string& preset_name, u
   const Preset p = preset(preset_name);
   const torch::Dtype dtype = bf16 ? torch::kBFloat16 : torch::kFloat;
   torch::NoGradGuard no_grad;
-  // Converted before filling, so a large model never holds a float32 copy.
+  // Storage in `dtype` before filling, so a large model never holds a float32 copy.
   auto randomised = [&](auto module, uint64_t component_seed) {
-    module->to(dtype);
+    nn::reallocate_parameters(*module, dtype);
+    module->to(dtype);  // buffers
     nn::init_random(*module, component_seed);
     module->eval();
     return module;
