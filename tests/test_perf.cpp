@@ -14,6 +14,7 @@
 #include "nn/conv_prepack.h"
 #include "nn/cpu_paths.h"
 #include "nn/fast_softmax.h"
+#include "nn/fused_attention.h"
 #include "nn/layers.h"
 #include "nn/op_profile.h"
 #include "nn/unet.h"
@@ -120,6 +121,7 @@ TEST(Attention, FastSoftmaxMatchesATen) {
         << cols;
   }
   auto q = torch::randn({2, 300, 64}), k = torch::randn({2, 300, 64}), v = torch::randn({2, 300, 64});
+  lumen::nn::set_fused_attention(false);  // the unfused path is the one with a softmax
   lumen::nn::set_fast_softmax(false);
   const auto aten = lumen::nn::multi_head_attention(q, k, v, 2, false);
   const auto aten_bf16 = lumen::nn::multi_head_attention(q.to(torch::kBFloat16), k.to(torch::kBFloat16),
@@ -132,6 +134,70 @@ TEST(Attention, FastSoftmaxMatchesATen) {
   EXPECT_LT((fast_bf16.to(torch::kFloat) - aten_bf16.to(torch::kFloat)).abs().max().item<float>(), 0.02);
   // bf16 attention stays close to f32 attention (values of size ~0.3 here).
   EXPECT_LT((fast_bf16.to(torch::kFloat) - aten).abs().max().item<float>(), 0.03);
+  lumen::nn::set_fused_attention(true);
+}
+
+// Fused attention (online softmax over key blocks) gives softmax(q kᵀ/√d) v
+// computed in double, for the head dims of SD1.x (40, 80, 160), SD2/SDXL (64),
+// the VAE (512, one head) and odd ones, query and key counts around the
+// kernel's tiles (32 queries, 64 keys), and large logits; bf16 within bf16
+// rounding of the same. Off, and with a mask or a recorded gradient, the
+// batched-product path runs.
+TEST(Attention, FusedMatchesTheFormula) {
+  if (!lumen::nn::fused_attention_enabled()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  torch::InferenceMode inference;
+  torch::manual_seed(11);
+  struct Case {
+    int64_t batch, heads, d, sq, sk;
+    double logit_scale;
+  };
+  for (const Case c : {Case{2, 8, 40, 100, 77, 1}, Case{1, 5, 64, 64, 64, 1}, Case{2, 2, 80, 33, 129, 1},
+                       Case{1, 1, 160, 1, 1, 1}, Case{1, 1, 512, 70, 70, 1}, Case{2, 3, 24, 31, 65, 1},
+                       Case{1, 4, 40, 97, 300, 8}}) {
+    const int64_t width = c.heads * c.d;
+    const auto q = torch::randn({c.batch, c.sq, width}) * c.logit_scale, k = torch::randn({c.batch, c.sk, width}),
+               v = torch::randn({c.batch, c.sk, width});
+    auto split = [&](const torch::Tensor& t) {
+      return t.to(torch::kDouble).reshape({c.batch, -1, c.heads, c.d}).permute({0, 2, 1, 3});
+    };
+    auto formula = [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+      return torch::matmul((torch::matmul(split(q), split(k).transpose(-1, -2)) / std::sqrt(c.d)).softmax(-1), split(v))
+          .permute({0, 2, 1, 3})
+          .reshape({c.batch, c.sq, width});
+    };
+    const auto expected = formula(q, k, v);
+    const std::string what = "d " + std::to_string(c.d) + ", " + std::to_string(c.sq) + "x" + std::to_string(c.sk);
+    ASSERT_TRUE(lumen::nn::fused_attention_applies(q, k, v, c.heads)) << what;
+    const auto fused = lumen::nn::fused_attention(q, k, v, c.heads);
+    ASSERT_EQ(fused.sizes(), expected.sizes()) << what;
+    EXPECT_LT((fused.to(torch::kDouble) - expected).abs().max().item<double>(), 2e-5) << what;
+    const auto bf16 = lumen::nn::fused_attention(q.to(torch::kBFloat16), k.to(torch::kBFloat16), v.to(torch::kBFloat16), c.heads);
+    ASSERT_EQ(bf16.scalar_type(), torch::kBFloat16);
+    // The same inputs rounded to bf16, the queries rounded once more after
+    // scaling by 1/√d (as both bf16 paths do); the result rounded once more
+    // (values up to ~3 here).
+    const double root = std::sqrt(c.d);
+    const auto q_scaled = (q.to(torch::kBFloat16).to(torch::kFloat) / root).to(torch::kBFloat16).to(torch::kDouble) * root;
+    const auto expected_bf16 = formula(q_scaled, k.to(torch::kBFloat16), v.to(torch::kBFloat16));
+    EXPECT_LT((bf16.to(torch::kDouble) - expected_bf16).abs().max().item<double>(), 0.016) << what;
+    EXPECT_LT((lumen::nn::multi_head_attention(q, k, v, c.heads, false).to(torch::kDouble) - expected).abs().max().item<double>(),
+              2e-5)
+        << what;
+  }
+  const auto t = torch::randn({1, 4, 8});
+  EXPECT_FALSE(lumen::nn::fused_attention_applies(t.to(torch::kHalf), t, t, 1));
+  {
+    c10::InferenceMode off(false);
+    torch::AutoGradMode grad(true);
+    const auto needs_grad = torch::randn({1, 4, 8}).requires_grad_();
+    EXPECT_FALSE(lumen::nn::fused_attention_applies(needs_grad, t, t, 1));
+  }
+  const auto bf16 = torch::randn({1, 4096, 320}).to(torch::kBFloat16);
+  EXPECT_EQ(lumen::nn::fused_attention_applies(bf16, bf16, bf16, 8), __builtin_cpu_supports("avx512bf16") != 0);
+  EXPECT_FALSE(lumen::nn::fused_attention_applies(bf16, bf16, bf16, 5));  // head dim 64: oneDNN's products
+  lumen::nn::set_fused_attention(false);
+  EXPECT_FALSE(lumen::nn::fused_attention_applies(t, t, t, 1));
+  lumen::nn::set_fused_attention(true);
 }
 
 // Linear layers as oneDNN 1x1 convolutions and prepacked convolution weights

@@ -16,7 +16,7 @@ Runner add_bench_command(CLI::App& app) {
     std::string dtype = "f32";
     int64_t size = 0;
     double attention_chunk_mb = -1;
-    bool json = false, no_machine = false, no_fast_softmax = false, no_onednn_linear = false, accuracy = false;
+    bool json = false, no_machine = false, no_fast_softmax = false, no_fused_attention = false, no_onednn_linear = false, accuracy = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("bench", "Time a model's phases and count a UNet step's FLOPs against this machine's rates");
@@ -38,6 +38,8 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--attention-chunk-mb", a->attention_chunk_mb, "score budget of one attention chunk in MiB (0: unchunked; default: the library's)");
   cmd->add_option("--vae-tile-size", a->options.vae_tile_size, "with --vae-tiling: tile side in pixels")
       ->check(CLI::Range(int64_t{64}, int64_t{4096}));
+  cmd->add_flag("--no-fused-attention", a->no_fused_attention,
+                "attention as batched products and a softmax (score matrices in memory) instead of Lumen's fused AVX-512 kernel");
   cmd->add_flag("--no-fast-softmax", a->no_fast_softmax, "attention softmax by LibTorch instead of Lumen's AVX-512 kernel");
   cmd->add_flag("--no-onednn-linear", a->no_onednn_linear, "linear layers by LibTorch's BLAS instead of oneDNN 1x1 convolutions");
   cmd->add_flag("--accuracy", a->accuracy, "after the phases: one seeded generation in f32, then in bf16; PSNR of latents and image");
@@ -56,6 +58,7 @@ Runner add_bench_command(CLI::App& app) {
       std::cerr << "warning: this CPU has no AVX-512: bf16 runs emulated (compare the machine's bf16 and f32 rates)\n";
     o.measure_machine = !a->no_machine;
     o.fast_softmax = !a->no_fast_softmax;
+    o.fused_attention = !a->no_fused_attention;
     o.accuracy = a->accuracy;
     o.onednn_linear = !a->no_onednn_linear;
     if (a->attention_chunk_mb >= 0) o.attention_chunk_bytes = static_cast<int64_t>(a->attention_chunk_mb * (1 << 20));

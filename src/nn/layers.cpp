@@ -6,6 +6,7 @@
 
 #include "nn/conv_prepack.h"
 #include "nn/fast_softmax.h"
+#include "nn/fused_attention.h"
 #include "nn/cpu_paths.h"
 #include "nn/op_profile.h"
 
@@ -143,6 +144,7 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   const int64_t b = q.size(0), sq = q.size(1), sk = k.size(1);
   const int64_t d = q.size(2) / heads;
   OpTimer timer(OpKind::Attention, attention_flops(b, heads, sq, sk, d));
+  if (!additive_mask.defined() && fused_attention_applies(q, k, v, heads)) return fused_attention(q, k, v, heads);
   // bf16 scores stay bf16 unless the model asks for upcast attention: oneDNN
   // accumulates the products in f32 and the softmax kernel works in f32, and
   // f32 scores (two conversions, twice the bytes) made attention 1.7x slower.

@@ -11,6 +11,7 @@
 #include "model/model_loader.h"
 #include "model/random_model.h"
 #include "nn/fast_softmax.h"
+#include "nn/fused_attention.h"
 #include "nn/cpu_paths.h"
 #include "nn/layers.h"
 #include "nn/vae_tiling.h"
@@ -113,6 +114,8 @@ BenchReport run_bench(const BenchOptions& o) {
   r.attention_chunk_bytes = nn::attention_chunk_bytes();
   nn::set_fast_softmax(o.fast_softmax);
   r.fast_softmax = nn::fast_softmax_enabled();
+  nn::set_fused_attention(o.fused_attention);
+  r.fused_attention = nn::fused_attention_enabled();
   nn::set_onednn_linear(o.onednn_linear);
   r.onednn_linear = nn::onednn_linear_enabled();
   r.conv_prepack = nn::conv_prepack_enabled();
@@ -244,6 +247,7 @@ nlohmann::json bench_report_json(const BenchReport& r) {
           {"vae_tiling", r.vae_tiling},
           {"attention_chunk_bytes", r.attention_chunk_bytes},
           {"fast_softmax", r.fast_softmax},
+          {"fused_attention", r.fused_attention},
           {"onednn_linear", r.onednn_linear},
           {"conv_prepack", r.conv_prepack},
           {"bf16_attention_scores", r.bf16_attention_scores},
@@ -276,7 +280,7 @@ std::string bench_report_text(const BenchReport& r) {
   char line[256];
   out << r.model << " (" << r.family << ", UNet " << r.unet_parameters / 1000000.0 << "M parameters), " << r.dtype
       << ", " << r.width << "x" << r.height << ", UNet batch " << r.unet_batch << ", " << r.threads << " threads"
-      << (r.fast_softmax ? "" : ", ATen softmax") << (r.onednn_linear ? "" : ", BLAS linear")
+      << (r.fused_attention ? ", fused attention" : "") << (r.fast_softmax ? "" : ", ATen softmax") << (r.onednn_linear ? "" : ", BLAS linear")
       << (r.conv_prepack ? ", prepacked conv weights" : "")
       << (r.bf16_attention_scores ? "" : ", f32 attention scores") << "\n\n";
   out << "phase            min s   median s   calls\n";

@@ -28,6 +28,7 @@ struct BenchOptions {
   int64_t vae_tile_size = 0;  // tile side in pixels (0: the VAE's sample size)
   int64_t attention_chunk_bytes = -1;  // score budget of an attention chunk (-1: the default, 0: unchunked)
   bool fast_softmax = true;            // the AVX-512 attention softmax where the CPU has it
+  bool fused_attention = true;         // attention in one pass without score matrices (nn/fused_attention.h)
   bool onednn_linear = true;           // linear layers as oneDNN 1x1 convolutions (nn/onednn_linear.h)
   bool accuracy = false;  // f32 model only: one seeded generation in f32, then again with the model in bf16
   bool measure_machine = true;
@@ -48,6 +49,7 @@ struct BenchReport {
   bool vae_tiling = false;
   int64_t attention_chunk_bytes = 0;
   bool fast_softmax = false;  // in use (asked for and supported)
+  bool fused_attention = false;
   bool onednn_linear = false;
   bool conv_prepack = false;  // set by the caller (`lumen --prepack-conv`), reported here
   bool bf16_attention_scores = true;  // `lumen --f32-attention-scores` turns it off
