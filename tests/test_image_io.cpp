@@ -11,16 +11,7 @@
 
 namespace {
 
-using lumen::Error;
-
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using lumen::testing::error_of;
 
 std::string small_png() {
   lumen::RgbImage image;

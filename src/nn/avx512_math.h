@@ -32,8 +32,11 @@ LUMEN_AVX512 inline __m512 exp_nonpositive(__m512 x) {
                             _mm512_setzero_ps());
 }
 
+// The first `remaining` of 16 lanes (none when remaining <= 0).
 LUMEN_AVX512 inline __mmask16 tail_mask(int64_t remaining) {
-  return remaining >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << remaining) - 1);
+  return remaining <= 0    ? static_cast<__mmask16>(0)
+         : remaining >= 16 ? static_cast<__mmask16>(0xFFFF)
+                           : static_cast<__mmask16>((1u << remaining) - 1);
 }
 
 LUMEN_AVX512 inline __m512 load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }

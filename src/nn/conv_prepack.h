@@ -15,10 +15,12 @@
 
 namespace lumen::nn {
 
-// Whether autograd records a call on `x` and `weight`: the faster inference
-// paths (packed convolutions, oneDNN linear layers) keep out of its way.
-inline bool autograd_records(const torch::Tensor& x, const torch::Tensor& weight) {
-  return torch::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+// Whether autograd records a call on these tensors: the faster inference
+// paths (packed convolutions, oneDNN linear layers, fused attention) keep out
+// of its way.
+template <typename... Tensors>
+bool autograd_records(const Tensors&... inputs) {
+  return torch::GradMode::is_enabled() && (inputs.requires_grad() || ...);
 }
 
 // A weight's packed copy and what it was packed from (rebuilt when the weight

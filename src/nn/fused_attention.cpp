@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nn/avx512_math.h"
+#include "nn/conv_prepack.h"
 #include "nn/fast_softmax.h"
 
 namespace lumen::nn {
@@ -23,10 +24,6 @@ constexpr int64_t kTileRows = 32;  // queries per task: each key and value block
 constexpr int64_t kKeyBlock = 64;  // keys per block: four vectors of scores per query row
 
 int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
-
-LUMEN_AVX512 inline __mmask16 lanes(int64_t n) {
-  return n <= 0 ? 0 : n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
-}
 
 // s[r][j] = q_r · k_j for 4 query rows and one key block; kt holds the keys
 // transposed ([d][keys]), so each step is a broadcast query value times four
@@ -57,7 +54,7 @@ LUMEN_AVX512 void scores_4rows(const float* q, int64_t d, const float* kt, int64
 // common case after the first blocks), l[r] holds its running sums, one per
 // lane, added up once at the end.
 LUMEN_AVX512 void online_softmax(float* s, int64_t keys, float* m, __m512* l, float* corr) {
-  const __mmask16 valid[4] = {lanes(keys), lanes(keys - 16), lanes(keys - 32), lanes(keys - 48)};
+  const __mmask16 valid[4] = {tail_mask(keys), tail_mask(keys - 16), tail_mask(keys - 32), tail_mask(keys - 48)};
   for (int64_t r = 0; r < kTileRows; ++r) {
     float* row = s + r * kKeyBlock;
     __m512 vmax = _mm512_set1_ps(-INFINITY);
@@ -214,16 +211,13 @@ LUMEN_AVX512 void attend_tile(const Head& h, const typename Kernel::T* q, float*
   for (int64_t r = 0; r < rows; ++r) {
     const __m512 scale = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(l[r]));
     for (int64_t c = 0; c < h.d; c += 16)
-      _mm512_mask_storeu_ps(out + r * out_stride + c, lanes(h.d - c),
+      _mm512_mask_storeu_ps(out + r * out_stride + c, tail_mask(h.d - c),
                             _mm512_mul_ps(_mm512_loadu_ps(o + r * h.d_pad + c), scale));
   }
 }
 
 // [B,S,H·D] → [B·H,S,D] in float32.
-torch::Tensor heads_first(const torch::Tensor& t, int64_t heads) {
-  const int64_t b = t.size(0), s = t.size(1), d = t.size(2) / heads;
-  return t.to(torch::kFloat).reshape({b, s, heads, d}).permute({0, 2, 1, 3}).reshape({b * heads, s, d});
-}
+torch::Tensor heads_first(const torch::Tensor& t, int64_t heads) { return split_heads(t.to(torch::kFloat), heads); }
 
 bool bf16_kernel_supported() {
   static const bool supported = fast_softmax_supported() && __builtin_cpu_supports("avx512bf16");
@@ -258,13 +252,17 @@ void attend_all(const torch::Tensor& qh, const torch::Tensor& kp, const torch::T
 
 }  // namespace
 
+torch::Tensor split_heads(const torch::Tensor& t, int64_t heads) {
+  const int64_t b = t.size(0), s = t.size(1), d = t.size(2) / heads;
+  return t.reshape({b, s, heads, d}).permute({0, 2, 1, 3}).reshape({b * heads, s, d});
+}
+
 void set_fused_attention(bool enabled) { g_enabled = enabled; }
 bool fused_attention_enabled() { return g_enabled && fast_softmax_supported(); }
 
 bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t heads) {
   auto fits = [&](const torch::Tensor& t) { return t.is_cpu() && t.dim() == 3 && t.scalar_type() == q.scalar_type(); };
-  const bool records = torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
-  if (!fused_attention_enabled() || records || !fits(q) || !fits(k) || !fits(v)) return false;
+  if (!fused_attention_enabled() || autograd_records(q, k, v) || !fits(q) || !fits(k) || !fits(v)) return false;
   if (q.scalar_type() == torch::kFloat) return true;  // 1.2-2x the batched products at every SD shape
   // bf16: the batched products run on oneDNN's bf16 kernels, as fast as these
   // pair products; measured (one thread, 8 heads) the fused kernel wins only

@@ -10,6 +10,9 @@
 
 namespace lumen::nn {
 
+// [B,S,H·D] → [B·H,S,D]: the heads as a batch (both attention paths).
+torch::Tensor split_heads(const torch::Tensor& t, int64_t heads);
+
 // On by default where the CPU has AVX-512; `bench --no-fused-attention` turns it off.
 void set_fused_attention(bool enabled);
 bool fused_attention_enabled();

@@ -115,12 +115,6 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::e
 namespace {
 std::atomic<int64_t> g_attention_chunk_bytes{int64_t{32} << 20};
 
-// [B,S,H*D] → [B*H,S,D]
-torch::Tensor split_heads(const torch::Tensor& t, int64_t heads) {
-  const int64_t b = t.size(0), s = t.size(1), d = t.size(2) / heads;
-  return t.reshape({b, s, heads, d}).permute({0, 2, 1, 3}).reshape({b * heads, s, d});
-}
-
 // In place with the AVX-512 kernel when nothing needs the scores' gradient.
 torch::Tensor softmax_last_dim(torch::Tensor scores) {
   const bool kernel_fits = scores.is_cpu() && scores.is_contiguous() && !scores.requires_grad() &&

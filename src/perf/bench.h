@@ -29,7 +29,7 @@ struct BenchOptions {
   int64_t attention_chunk_bytes = -1;  // score budget of an attention chunk (-1: the default, 0: unchunked)
   bool fast_softmax = true;            // the AVX-512 attention softmax where the CPU has it
   bool fused_attention = true;         // attention in one pass without score matrices (nn/fused_attention.h)
-  bool onednn_linear = true;           // linear layers as oneDNN 1x1 convolutions (nn/onednn_linear.h)
+  bool onednn_linear = true;           // linear layers as oneDNN 1x1 convolutions (nn/cpu_paths.h)
   bool accuracy = false;  // f32 model only: one seeded generation in f32, then again with the model in bf16
   bool measure_machine = true;
   std::vector<std::string> phases;  // of text_encode, unet_step, vae_decode, generation; empty: all
