@@ -189,7 +189,7 @@ void LoraStack::merge(const Applied& a) {
     torch::Tensor& w = b.layer.weight();
     const std::string key = b.layer.component + "/" + b.layer.name;
     if (!originals_.count(key)) originals_.emplace(key, std::make_pair(b.layer, w.clone()));
-    auto delta = dense_delta(*b.delta, w.sizes(), a.lora->path);
+    auto delta = dense_delta(*b.delta, w.sizes(), a.lora->path).to(w.device());  // read on the CPU
     if (w.scalar_type() == torch::kFloat) w.add_(delta, a.scale);
     else w.copy_(w.to(torch::kFloat).add_(delta, a.scale));  // add in float32, round once
   }

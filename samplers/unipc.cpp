@@ -180,7 +180,7 @@ class UniPCMultistep final : public Scheduler {
         rhos = torch::full({1}, 0.5, x.options());
       } else {
         const auto R = vandermonde(rks, order);
-        rhos = torch::linalg::solve(R.slice(0, 0, -1).slice(1, 0, -1), c.rhs.slice(0, 0, -1), true).to(x.dtype());
+        rhos = at::linalg_solve(R.slice(0, 0, -1).slice(1, 0, -1), c.rhs.slice(0, 0, -1), true).to(x.dtype());
       }
       pred_res = weighted(rhos, d1s);
     }
@@ -210,7 +210,7 @@ class UniPCMultistep final : public Scheduler {
     if (order == 1) {
       rhos = torch::full({1}, 0.5, this_sample.options());
     } else {
-      rhos = torch::linalg::solve(vandermonde(rks, order), c.rhs, true).to(this_sample.dtype());
+      rhos = at::linalg_solve(vandermonde(rks, order), c.rhs, true).to(this_sample.dtype());
     }
     const auto& x = last_sample;
     const auto& scale = predict_x0_ ? t.alpha : t.sigma;

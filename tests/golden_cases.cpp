@@ -9,10 +9,13 @@
 #include "error.h"
 #include "io/clip_preprocess.h"
 #include "io/safetensors_torch.h"
+#include "model/device.h"
 #include "model/model_loader.h"
 #include "nn/clip_vision.h"
 #include "pipeline/pipeline.h"
+#ifndef LUMEN_INFERENCE_ONLY
 #include "reward_aesthetic.h"
+#endif
 #include "samplers/guidance.h"
 #include "samplers/scheduler.h"
 #include "tokenizer/clip_tokenizer.h"
@@ -39,9 +42,11 @@ const json& config_of(const Case& c, const std::string& component = "") {
 
 // ---- networks, shared by the per-network kinds and checkpoint_convert -------
 
+torch::Tensor on_device(const torch::Tensor& t) { return t.to(test_device()); }
+
 void check_text_encoder(nn::ClipTextModel& te, const Case& c, const std::string& ids_key, const std::string& prefix,
                         Result* r) {
-  auto out = te->forward(c.io.at(ids_key));
+  auto out = te->forward(on_device(c.io.at(ids_key)));
   auto cmp = [&](const std::string& name, const torch::Tensor& actual) {
     if (c.has(prefix + name)) r->compare(prefix + name, actual, c.io.at(prefix + name), c.atol, c.rtol);
   };
@@ -54,27 +59,30 @@ void check_text_encoder(nn::ClipTextModel& te, const Case& c, const std::string&
 
 void check_unet(nn::UNet2DCondition& unet, const Case& c, const std::string& expected_key, Result* r) {
   nn::AddedConditions added;
-  if (c.has("input_text_embeds")) added = {c.io.at("input_text_embeds"), c.io.at("input_time_ids")};
-  auto out = unet->forward(c.input("sample"), c.input("timestep"), c.input("encoder_hidden_states"), added);
+  if (c.has("input_text_embeds")) added = {on_device(c.io.at("input_text_embeds")), on_device(c.io.at("input_time_ids"))};
+  auto out = unet->forward(on_device(c.input("sample")), c.input("timestep"), on_device(c.input("encoder_hidden_states")),
+                           added);
   r->compare(expected_key, out, c.io.at(expected_key), c.atol, c.rtol);
 }
 
 void check_vae(nn::AutoencoderKL& vae, const Case& c, const std::string& decoded_key, Result* r) {
   if (c.has("input_image")) {
-    auto moments = vae->encode_moments(c.input("image"));
+    auto moments = vae->encode_moments(on_device(c.input("image")));
     auto dist = nn::split_moments(moments);
     r->compare("output_moments", moments, c.io.at("output_moments"), c.atol, c.rtol);
     r->compare("output_mean", dist.mean, c.io.at("output_mean"), c.atol, c.rtol);
     r->compare("output_logvar", dist.logvar, c.io.at("output_logvar"), c.atol, c.rtol);
     r->compare("output_std", dist.std, c.io.at("output_std"), c.atol, c.rtol);
   }
-  r->compare(decoded_key, vae->decode(c.input("latent")), c.io.at(decoded_key), c.atol, c.rtol);
+  r->compare(decoded_key, vae->decode(on_device(c.input("latent"))), c.io.at(decoded_key), c.atol, c.rtol);
 }
 
 template <typename Build>
 auto build_from_file(const Case& c, const std::string& component, Build build) {
   auto weights = open_component_weights({weights_path(c, component)});
-  return build(config_of(c, component), c.path("case.json"), *weights, torch::kFloat);
+  auto network = build(config_of(c, component), c.path("case.json"), *weights, torch::kFloat);
+  network->to(test_device());
+  return network;
 }
 
 // ---- kinds --------------------------------------------------------------------
@@ -133,6 +141,7 @@ Result run_vae(const Case& c) {
 // The single file must reproduce its own io and every case that shares its weights.
 Result run_checkpoint_convert(const Case& c) {
   LoadOptions options;
+  options.device = test_device();
   options.config_override_json = json::object();
   for (const char* comp : {"unet", "vae", "text_encoder", "text_encoder_2"})
     if (config_of(c).contains(comp) && !config_of(c)[comp].is_null())
@@ -456,12 +465,17 @@ Result run_clip_preprocess(const Case& c) {
 }
 
 Result run_clip_aesthetic(const Case& c) {
+#ifdef LUMEN_INFERENCE_ONLY
+  (void)c;
+  throw SkipCase("the aesthetic head is a reward model: not in an inference-only build");
+#else
   auto mlp = train::AestheticMlp::load(weights_path(c));
   auto normalized = nn::l2_normalize(c.input("image_embeds"));
   Result r;
   r.compare("output_normalized_embeds", normalized, c.io.at("output_normalized_embeds"), c.atol, c.rtol);
   r.compare("output_score", mlp.forward(normalized), c.io.at("output_score"), c.atol, c.rtol);
   return r;
+#endif
 }
 
 Result run_clip_vision(const Case& c) {
@@ -473,6 +487,14 @@ Result run_clip_vision(const Case& c) {
 }
 
 }  // namespace
+
+torch::Device test_device() {
+  static const torch::Device device = [] {
+    const char* name = std::getenv("LUMEN_TEST_DEVICE");
+    return parse_device(name && *name ? name : "cpu");
+  }();
+  return device;
+}
 
 std::string golden_dir() {
   const char* env = std::getenv("LUMEN_GOLDEN_DIR");
@@ -496,7 +518,7 @@ void Result::compare(const std::string& what, const torch::Tensor& actual_in, co
     }
     return;
   }
-  auto actual = actual_in.detach().to(torch::kDouble);
+  auto actual = actual_in.detach().to(torch::kCPU, torch::kDouble);
   auto expected = expected_in.detach().to(torch::kDouble);
   auto nan_a = actual.isnan(), nan_e = expected.isnan();
   auto diff = (actual - expected).abs();

@@ -4,12 +4,21 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 #include <string>
 
 namespace lumen::golden {
 
 std::string golden_dir();  // $LUMEN_GOLDEN_DIR or ../shared/golden
+// Where the networks run: $LUMEN_TEST_DEVICE (cpu, cuda, cuda:N), default cpu.
+// Samplers, tokenizers and comparisons stay on the CPU.
+torch::Device test_device();
+
+// Thrown by a case this build cannot run (an inference-only build has no reward models).
+struct SkipCase : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct Case {
   std::string name, kind, dir;  // dir: absolute path of the case folder

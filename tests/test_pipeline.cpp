@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "model/device.h"
 #include "model/random_model.h"
 #include "pipeline/pipeline.h"
 #include "prompt/prompt_parser.h"
+#include "test_helpers.h"
 
 namespace {
 
@@ -194,3 +196,32 @@ TEST_F(PipelineTest, BadOptionsAreClearErrors) {
 }
 
 }  // namespace
+
+// Devices: the CPU always; a GPU only where LibTorch has CUDA and a GPU is
+// present, else a clear error (scripts/gpu_check.sh runs the GPU side).
+TEST(Device, NamesAreCheckedAndAMissingGpuIsAClearError) {
+  EXPECT_TRUE(lumen::parse_device("cpu").is_cpu());
+  const std::string bad = lumen::testing::error_of([] { lumen::parse_device("tpu:0"); });
+  EXPECT_NE(bad.find("device 'tpu:0'"), std::string::npos) << bad;
+  if (!torch::cuda::is_available()) {
+    const std::string no_gpu = lumen::testing::error_of([] { lumen::parse_device("cuda"); });
+    EXPECT_NE(no_gpu.find("no CUDA GPU is usable"), std::string::npos) << no_gpu;
+  }
+}
+
+// Moving a model keeps its outputs: here CPU to CPU through move_to_device, and
+// the same generation from a model loaded with LoadOptions::device.
+TEST_F(PipelineTest, ModelLoadedForTheCpuDeviceGeneratesTheSameImage) {
+  lumen::LoadOptions options;
+  options.device = lumen::parse_device("cpu");
+  auto moved = std::make_shared<lumen::LoadedModel>(lumen::load_model(dir_ + "/tiny", options));
+  lumen::move_to_device(*moved, torch::kCPU);
+  EXPECT_TRUE(lumen::model_device(*moved).is_cpu());
+  GenerationOptions o;
+  o.prompt = "a red circle";
+  o.steps = 2;
+  o.seed = 5;
+  const auto a = lumen::Pipeline(model_).generate(o), b = lumen::Pipeline(moved).generate(o);
+  EXPECT_TRUE(torch::equal(a.images, b.images));
+  EXPECT_TRUE(a.images.is_cpu() && a.latents.is_cpu());
+}

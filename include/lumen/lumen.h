@@ -76,7 +76,7 @@ typedef enum lumen_dtype { LUMEN_DTYPE_F32 = 0, LUMEN_DTYPE_BF16 = 1, LUMEN_DTYP
 
 typedef struct lumen_context_params {
   uint32_t struct_size; /* sizeof(lumen_context_params) */
-  const char* device;   /* "cpu" (default when NULL) */
+  const char* device;   /* "cpu" (default when NULL), "cuda" or "cuda:N" (a LibTorch with CUDA) */
   lumen_dtype dtype;    /* weights' dtype; F32 by default */
   int threads;          /* > 0: set the process's threads; 0: leave them (one per core at first use) */
   /* since API 2 */

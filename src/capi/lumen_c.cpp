@@ -25,6 +25,7 @@
 #include "error.h"
 #include "io/image_io.h"
 #include "io/image_tensor.h"
+#include "model/device.h"
 #include "model/model_loader.h"
 #include "pipeline/infotext.h"
 #include "pipeline/model_hash_cache.h"
@@ -246,13 +247,19 @@ lumen_status lumen_context_create(const char* model_path, const lumen_context_pa
   lumen_context_params params = context_defaults();
   if (given && !read_params(given, params))
     return fail(LUMEN_ERR_INVALID_ARGUMENT, "lumen_context_create: params.struct_size is not set");
-  if (params.device && std::strcmp(params.device, "cpu") != 0)
-    return fail(LUMEN_ERR_INVALID_ARGUMENT, std::string("device ") + params.device + ": only \"cpu\" is supported");
   lumen::LoadOptions load;
+  try {
+    load.device = lumen::parse_device(params.device ? params.device : "cpu");
+  } catch (const std::exception& e) {
+    return fail(LUMEN_ERR_INVALID_ARGUMENT, lumen::describe_error(e));
+  }
   switch (params.dtype) {
     case LUMEN_DTYPE_F32: load.dtype = torch::kFloat; break;
     case LUMEN_DTYPE_BF16: load.dtype = torch::kBFloat16; break;
-    case LUMEN_DTYPE_F16: return fail(LUMEN_ERR_INVALID_ARGUMENT, "dtype f16: float16 is for CUDA; on CPU use bf16 or f32");
+    case LUMEN_DTYPE_F16:
+      if (load.device.is_cpu()) return fail(LUMEN_ERR_INVALID_ARGUMENT, "dtype f16: float16 is for GPUs; on a CPU use bf16 or f32");
+      load.dtype = torch::kHalf;
+      break;
     default: return fail(LUMEN_ERR_INVALID_ARGUMENT, "dtype: not one of LUMEN_DTYPE_F32, _BF16, _F16");
   }
   if (params.threads < 0 || params.threads > 4096) return fail(LUMEN_ERR_INVALID_ARGUMENT, "threads: must be in 0..4096");

@@ -24,7 +24,8 @@ Runner add_bench_command(CLI::App& app) {
                      ->check(CLI::IsMember({"sd15", "sd21", "sdxl", "shapes", "tiny"}));
   cmd->add_option("-m,--model", a->options.model_path, "a model folder or .safetensors file instead of a preset")
       ->excludes(preset);
-  cmd->add_option("--dtype", a->dtype, "f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "f32, bf16, or f16 (GPU)")->check(CLI::IsMember({"f32", "bf16", "f16"}))->capture_default_str();
+  cmd->add_option("--device", a->options.device, "cpu, cuda or cuda:N (a LibTorch built with CUDA)")->capture_default_str();
   cmd->add_option("--size", a->size, "width and height in pixels (default: the model's)");
   cmd->add_option("-W,--width", a->options.width, "width in pixels (default: the model's)");
   cmd->add_option("-H,--height", a->options.height, "height in pixels (default: the model's)");
@@ -53,8 +54,8 @@ Runner add_bench_command(CLI::App& app) {
     if (!(a->attention_chunk_mb >= 0) && a->attention_chunk_mb != -1)
       throw Error("--attention-chunk-mb", "must be a number of MiB ≥ 0");
     if (a->size > 0) o.width = o.height = a->size;
-    o.bf16 = a->dtype == "bf16";
-    if (o.bf16 && !cpu_runs_bf16_fast())
+    o.dtype = a->dtype;
+    if (o.dtype == "bf16" && o.device == "cpu" && !cpu_runs_bf16_fast())
       std::cerr << "warning: this CPU has no AVX-512: bf16 runs emulated (compare the machine's bf16 and f32 rates)\n";
     o.measure_machine = !a->no_machine;
     o.fast_softmax = !a->no_fast_softmax;

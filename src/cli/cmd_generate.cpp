@@ -78,7 +78,7 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--target-size", a.target_size, "SDXL target size conditioning WxH (default: the output size)");
   cmd->add_option("--crop-top-left", a.crop_top_left, "SDXL crop conditioning TOP,LEFT (default: 0,0)");
   cmd->add_option("--dtype", a.dtype, "f32, bf16 or f16")->check(CLI::IsMember({"f32", "bf16", "f16"}))->capture_default_str();
-  cmd->add_option("--device", a.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("--device", a.device, "cpu, cuda or cuda:N (a LibTorch built with CUDA)")->capture_default_str();
   cmd->add_flag("--overwrite", a.overwrite, "replace existing output files");
   cmd->add_flag("--vae-tiling", a.vae_tiling, "decode in overlapping tiles: bounded memory for large images (not exact)");
   cmd->add_option("--vae-tile-size", a.vae_tile_size, "with --vae-tiling: tile side in pixels (default: the VAE's sample size; smaller: less memory, more seams)")
@@ -88,14 +88,16 @@ void add_generation_options(CLI::App* cmd, GenerateArgs& a) {
 
 // The C API's dtype for --dtype/--device; bf16 without AVX-512 warns.
 lumen_dtype parse_dtype(const GenerateArgs& a) {
-  if (a.device == "cuda") throw Error("--device cuda", "CUDA generation is not implemented yet");
   if (a.dtype == "bf16") {
-    if (!cpu_runs_bf16_fast())
+    if (a.device == "cpu" && !cpu_runs_bf16_fast())
       std::cerr << "warning: this CPU has no AVX-512: bf16 runs emulated, many times slower than f32 "
                    "(lumen bench shows the machine's rates)\n";
     return LUMEN_DTYPE_BF16;
   }
-  if (a.dtype == "f16") throw Error("--dtype f16", "float16 is for CUDA; on CPU use bf16 or f32");
+  if (a.dtype == "f16") {
+    if (a.device == "cpu") throw Error("--dtype f16", "float16 is for GPUs; on a CPU use bf16 or f32");
+    return LUMEN_DTYPE_F16;
+  }
   return LUMEN_DTYPE_F32;
 }
 
@@ -214,6 +216,7 @@ int run_generate(GenerateArgs& a, bool img2img) {
   if (a.zero_snr && a.no_zero_snr) throw Error("--zero-snr", "conflicts with --no-zero-snr");
   lumen_context_params context = lumen_context_default_params();
   context.dtype = parse_dtype(a);
+  context.device = a.device.c_str();
   context.config_override = a.config.empty() ? nullptr : a.config.c_str();
   const std::string path = model_path(a);
 

@@ -59,6 +59,14 @@ int main(int argc, char** argv) {
                "bf16: attention scores in f32 (slower, closer to an f32 run)");
   app.add_flag("--prepack-conv", prepack_conv,
                "bf16: keep convolution weights laid out for oneDNN (faster small feature maps, a second copy of the conv weights in memory)");
+#ifdef LUMEN_INFERENCE_ONLY  // CMake's LUMEN_INFERENCE_ONLY: no C API, training or server in this build
+  std::vector<lumen::cli::Runner> runners = {
+      lumen::cli::add_info_command(app),
+      lumen::cli::add_make_random_command(app),
+      lumen::cli::add_convert_command(app),
+      lumen::cli::add_bench_command(app),
+  };
+#else
   std::vector<lumen::cli::Runner> runners = {
       lumen::cli::add_generate_commands(app),
       lumen::cli::add_info_command(app),
@@ -70,6 +78,7 @@ int main(int argc, char** argv) {
       lumen::cli::add_bench_command(app),
       lumen::cli::add_serve_command(app),
   };
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --help-all, --version

@@ -288,6 +288,7 @@ LoadedModel load_model(ModelPlan plan, const LoadOptions& options) {
     if (!unused.empty())
       m.load_notes.push_back(name + ": " + std::to_string(unused.size()) + " tensor(s) of " + weights->where() +
                              " not used, e.g. '" + unused.front() + "'");
+    if (!options.device.is_cpu()) module->to(options.device);  // one network at a time on the host
     return module;
   };
   m.unet = build("unet", [](const json& config, const std::string& where) {

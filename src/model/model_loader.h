@@ -26,6 +26,7 @@ struct LoadOptions {
   std::string config_override;
   nlohmann::json config_override_json;  // the same, in memory; applied after the file
   torch::Dtype dtype = torch::kFloat;
+  torch::Device device = torch::kCPU;  // where the networks run (model/device.h)
 };
 
 struct ComponentPlan {

@@ -59,9 +59,11 @@ ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids) {
     throw Error("text encoder", "token id outside the vocabulary");
 
   auto dtype = token_embedding->weight.scalar_type();
-  auto positions = torch::arange(seq, torch::kLong);
+  auto positions = torch::arange(seq, input_ids.options());
   auto h = token_embedding(input_ids) + position_embedding(positions).unsqueeze(0);
-  auto mask = torch::full({seq, seq}, -std::numeric_limits<float>::infinity()).triu(1).to(dtype);
+  auto mask = torch::full({seq, seq}, -std::numeric_limits<float>::infinity(), input_ids.options().dtype(torch::kFloat))
+                  .triu(1)
+                  .to(dtype);
 
   ClipTextOutput out;
   out.hidden_states.push_back(h);
@@ -73,7 +75,7 @@ ClipTextOutput ClipTextModelImpl::forward(const torch::Tensor& input_ids) {
   // Legacy configs (eos_token_id 2, as the real SD encoders) pool at argmax(ids), i.e. the EOS 49407.
   auto position = config.eos_token_id == 2 ? input_ids.argmax(-1)
                                            : (input_ids == config.eos_token_id).to(torch::kInt).argmax(-1);
-  out.pooled = out.last_hidden_state.index({torch::arange(input_ids.size(0)), position});
+  out.pooled = out.last_hidden_state.index({torch::arange(input_ids.size(0), input_ids.options()), position});
   if (text_projection) out.text_embeds = text_projection(out.pooled);
   return out;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <torch/version.h>
 
 #include "nn/conv_prepack.h"
 #include "nn/fast_softmax.h"
@@ -79,7 +80,10 @@ namespace {
 // converting, normalising in f32 and converting back) and round the
 // statistics; under CPU autocast the weights stay float32 while activations
 // arrive in bf16, and 1.13's norms need the two to agree.
-bool low_precision(const torch::Tensor& x) { return x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf; }
+// On a GPU the native bf16/f16 kernels accumulate in f32 already: no round trip.
+bool low_precision(const torch::Tensor& x) {
+  return x.is_cpu() && (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kHalf);
+}
 torch::Tensor as_float(const torch::Tensor& t) { return t.scalar_type() == torch::kFloat ? t : t.to(torch::kFloat); }
 torch::Tensor group_norm_in_float(const GroupNormImpl& norm, const torch::Tensor& x) {
   return torch::group_norm(as_float(x), norm.groups, as_float(norm.weight), as_float(norm.bias), norm.eps);
@@ -139,6 +143,17 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
   const int64_t d = q.size(2) / heads;
   OpTimer timer(OpKind::Attention, attention_flops(b, heads, sq, sk, d));
   if (!additive_mask.defined() && fused_attention_applies(q, k, v, heads)) return fused_attention(q, k, v, heads);
+#if TORCH_VERSION_MAJOR >= 2
+  // On a GPU: LibTorch's scaled-dot-product attention (flash or memory-efficient
+  // kernels, f32 accumulation and softmax; no score matrix in memory).
+  if (!q.is_cpu()) {
+    auto heads_first = [&](const torch::Tensor& t) { return t.reshape({b, t.size(1), heads, d}).transpose(1, 2); };
+    c10::optional<torch::Tensor> mask;
+    if (additive_mask.defined()) mask = additive_mask.to(q.scalar_type()).expand({b, heads, sq, sk});
+    auto out = at::scaled_dot_product_attention(heads_first(q), heads_first(k), heads_first(v), mask);
+    return out.transpose(1, 2).reshape({b, sq, heads * d});
+  }
+#endif
   // bf16 scores stay bf16 unless the model asks for upcast attention: oneDNN
   // accumulates the products in f32 and the softmax kernel works in f32, and
   // f32 scores (two conversions, twice the bytes) made attention 1.7x slower.
@@ -176,7 +191,7 @@ torch::Tensor timestep_embedding(const torch::Tensor& timesteps, int64_t dim, bo
                                  double freq_shift) {
   const int64_t half = dim / 2;
   auto exponent = -std::log(10000.0) *
-                  torch::arange(0, half, torch::TensorOptions().dtype(torch::kFloat)) /
+                  torch::arange(0, half, timesteps.options().dtype(torch::kFloat)) /
                   (static_cast<double>(half) - freq_shift);
   auto emb = timesteps.to(torch::kFloat).unsqueeze(1) * exponent.exp().unsqueeze(0);
   emb = flip_sin_to_cos ? torch::cat({emb.cos(), emb.sin()}, -1) : torch::cat({emb.sin(), emb.cos()}, -1);

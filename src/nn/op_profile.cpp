@@ -28,10 +28,13 @@ ScopedOpProfile::ScopedOpProfile(OpTotals& totals) : previous_(g_profile.exchang
 ScopedOpProfile::~ScopedOpProfile() { g_profile.store(previous_); }
 
 OpTimer::OpTimer(OpKind kind, double flops) : totals_(active_op_profile()), kind_(kind), flops_(flops) {
-  if (totals_) start_ns_ = now_ns();
+  if (!totals_) return;
+  if (totals_->synchronize) totals_->synchronize();  // earlier queued GPU work is not this call's
+  start_ns_ = now_ns();
 }
 OpTimer::~OpTimer() {
   if (!totals_) return;
+  if (totals_->synchronize) totals_->synchronize();
   const int k = static_cast<int>(kind_);
   totals_->seconds[k] += static_cast<double>(now_ns() - start_ns_) * 1e-9;
   totals_->flops[k] += flops_;

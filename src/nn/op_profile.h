@@ -2,7 +2,8 @@
 // layer kind (convolution, linear, attention, normalisation), for `lumen bench`
 // and `-v`. Off unless a ScopedOpProfile is alive; then every Conv2d, Linear,
 // GroupNorm/LayerNorm and attention call adds its FLOPs and wall time.
-// CPU work is synchronous, so a call's wall time is its compute time.
+// CPU work is synchronous, so a call's wall time is its compute time; GPU
+// work is queued, so a GPU profile waits for the device around each call.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -17,6 +18,7 @@ struct OpTotals {
   std::array<double, kOpKinds> flops{};    // multiply-adds count 2
   std::array<double, kOpKinds> seconds{};
   std::array<int64_t, kOpKinds> calls{};
+  void (*synchronize)() = nullptr;  // GPU: waits for the device (set before profiling)
   double flops_of(OpKind k) const { return flops[static_cast<int>(k)]; }
   double seconds_of(OpKind k) const { return seconds[static_cast<int>(k)]; }
 };

@@ -97,7 +97,7 @@ UNet2DConditionImpl::UNet2DConditionImpl(const UNetConfig& c) : config(c) {
 torch::Tensor UNet2DConditionImpl::embed_time(const torch::Tensor& sample, const torch::Tensor& timesteps,
                                               const AddedConditions& added) {
   const int64_t batch = sample.size(0);
-  auto t = timesteps.reshape({-1});
+  auto t = timesteps.reshape({-1}).to(sample.device());  // a sampler's timestep lives on the CPU
   if (t.numel() == 1) t = t.expand({batch});
   if (t.numel() != batch) throw Error("unet", "expected one timestep or one per batch item");
   auto t_emb = timestep_embedding(t, config.block_out_channels[0], config.flip_sin_to_cos, config.freq_shift)
@@ -106,10 +106,11 @@ torch::Tensor UNet2DConditionImpl::embed_time(const torch::Tensor& sample, const
   if (config.addition_embed_type == "text_time") {
     if (!added.text_embeds.defined() || !added.time_ids.defined())
       throw Error("unet", "this SDXL-type UNet needs text_embeds and time_ids");
-    auto ids = timestep_embedding(added.time_ids.reshape({-1}), config.addition_time_embed_dim,
+    auto ids = timestep_embedding(added.time_ids.reshape({-1}).to(sample.device()), config.addition_time_embed_dim,
                                   config.flip_sin_to_cos, config.freq_shift)
                    .reshape({batch, -1});
-    auto add = torch::cat({added.text_embeds, ids.to(added.text_embeds.scalar_type())}, -1).to(emb.scalar_type());
+    auto add = torch::cat({added.text_embeds.to(sample.device()), ids.to(added.text_embeds.scalar_type())}, -1)
+                   .to(emb.scalar_type());
     if (add.size(1) != config.projection_class_embeddings_input_dim)
       throw Error("unet", "added conditions have " + std::to_string(add.size(1)) + " features, the model expects " +
                               std::to_string(config.projection_class_embeddings_input_dim));

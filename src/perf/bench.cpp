@@ -8,6 +8,7 @@
 
 #include "convert/arch_detect.h"
 #include "error.h"
+#include "model/device.h"
 #include "model/model_loader.h"
 #include "model/random_model.h"
 #include "nn/fast_softmax.h"
@@ -24,18 +25,28 @@
 namespace lumen {
 namespace {
 
-double seconds_of(const std::function<void()>& work) {
+// Wall time of `work`, up to the end of the GPU work it queued.
+double seconds_of(const std::function<void()>& work, torch::Device device) {
+  synchronize(device);
   Stopwatch clock;
   work();
+  synchronize(device);
   return clock.lap();
 }
 
 // One untimed warm-up call, then `repeats` timed ones.
-PhaseTimes time_phase(const std::string& name, int64_t repeats, const std::function<void()>& work) {
+PhaseTimes time_phase(const std::string& name, int64_t repeats, torch::Device device, const std::function<void()>& work) {
   work();
   PhaseTimes p{name, {}};
-  for (int64_t i = 0; i < repeats; ++i) p.seconds.push_back(seconds_of(work));
+  for (int64_t i = 0; i < repeats; ++i) p.seconds.push_back(seconds_of(work, device));
   return p;
+}
+
+torch::Dtype dtype_named(const std::string& name) {
+  if (name == "f32") return torch::kFloat;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "f16") return torch::kHalf;
+  throw Error("--dtype", "'" + name + "' is not one of f32, bf16, f16");
 }
 
 int64_t bytes_of(const torch::nn::Module& module) {
@@ -44,17 +55,29 @@ int64_t bytes_of(const torch::nn::Module& module) {
   return n;
 }
 
-std::shared_ptr<LoadedModel> load(const BenchOptions& o, double* seconds) {
+std::shared_ptr<LoadedModel> load(const BenchOptions& o, torch::Device device, double* seconds) {
   std::shared_ptr<LoadedModel> m;
+  const auto dtype = dtype_named(o.dtype);
   *seconds = seconds_of([&] {
     if (!o.preset.empty()) {
-      m = make_random_model(o.preset, 0, o.bf16);
+      // Random weights are drawn on the CPU: straight in bf16 for a CPU run
+      // (the least host memory), else in f32, 4-5x faster, then converted.
+      const bool draw_bf16 = dtype == torch::kBFloat16 && device.is_cpu();
+      m = make_random_model(o.preset, 0, draw_bf16);
+      if (dtype != torch::kFloat && !draw_bf16) {
+        if (m->unet) m->unet->to(dtype);
+        if (m->vae) m->vae->to(dtype);
+        if (m->text_encoder) m->text_encoder->to(dtype);
+        if (m->text_encoder_2) m->text_encoder_2->to(dtype);
+      }
+      move_to_device(*m, device);
     } else {
       LoadOptions load;
-      load.dtype = o.bf16 ? torch::kBFloat16 : torch::kFloat;
+      load.dtype = dtype;
+      load.device = device;
       m = std::make_shared<LoadedModel>(load_model(o.model_path, load));
     }
-  });
+  }, device);
   return m;
 }
 
@@ -105,9 +128,14 @@ BenchReport run_bench(const BenchOptions& o) {
   auto note = [&](const std::string& phase) {
     if (o.on_phase) o.on_phase(phase);
   };
-  if (o.accuracy && o.bf16) throw Error("--accuracy", "compares bf16 against f32: run it with --dtype f32");
+  if (o.accuracy && o.dtype != "f32") throw Error("--accuracy", "compares bf16 against f32: run it with --dtype f32");
+  const auto device = parse_device(o.device);
+  dtype_named(o.dtype);  // checked before anything is measured
+  if (o.dtype == "f16" && device.is_cpu())
+    throw Error("--dtype f16", "float16 is for GPUs; on a CPU use bf16 or f32");
   BenchReport r;
-  r.dtype = o.bf16 ? "bf16" : "f32";
+  r.dtype = o.dtype;
+  r.device = device.str();
   r.threads = torch::get_num_threads();
   r.steps = o.steps;
   if (o.attention_chunk_bytes >= 0) nn::set_attention_chunk_bytes(o.attention_chunk_bytes);
@@ -122,12 +150,12 @@ BenchReport run_bench(const BenchOptions& o) {
   r.bf16_attention_scores = nn::bf16_attention_scores();
   if (o.measure_machine) {
     note("machine rates");
-    r.machine = measure_machine_rates();
+    r.machine = measure_machine_rates(1.0, o.device);
   }
 
   note("load");
   double load_seconds = 0;
-  auto model = load(o, &load_seconds);
+  auto model = load(o, device, &load_seconds);
   r.phases.push_back({o.preset.empty() ? "load" : "build_random", {load_seconds}});
   const LoadedModel& m = *model;
   r.model = o.preset.empty() ? o.model_path : "random " + o.preset;
@@ -163,13 +191,13 @@ BenchReport run_bench(const BenchOptions& o) {
     if (cfg) encode_prompts(m, {""}, {}, {});
   };
   if (wanted("text_encode"))
-    r.phases.push_back(time_phase("text_encode", o.repeats, encode));
+    r.phases.push_back(time_phase("text_encode", o.repeats, device, encode));
   else
     encode();  // the UNet step needs the conditioning
 
   if (wanted("unet_step")) note("UNet step");
   auto unet = m.unet;
-  auto latents = torch::randn({r.unet_batch, m.vae->config.latent_channels, r.height / factor, r.width / factor}).to(dtype);
+  auto latents = torch::randn({r.unet_batch, m.vae->config.latent_channels, r.height / factor, r.width / factor}).to(device, dtype);
   auto context = cond.context.expand({r.unet_batch, -1, -1}).contiguous().to(dtype);
   nn::AddedConditions added;
   if (m.text_encoder_2) {
@@ -180,10 +208,12 @@ BenchReport run_bench(const BenchOptions& o) {
   }
   const auto t = torch::tensor({500.0});
   auto step = [&] { unet->forward(latents, t, context, added); };
+  // A GPU profile waits for the device around each layer call (op_profile.h).
+  if (device.is_cuda()) r.unet_step_ops.synchronize = r.vae_decode_ops.synchronize = &synchronize_all_cuda;
   if (wanted("unet_step")) {
-    r.phases.push_back(time_phase("unet_step", o.repeats, step));
+    r.phases.push_back(time_phase("unet_step", o.repeats, device, step));
     nn::ScopedOpProfile profile(r.unet_step_ops);
-    r.unet_step_profiled_seconds = seconds_of(step);
+    r.unet_step_profiled_seconds = seconds_of(step, device);
   }
 
   if (wanted("vae_decode")) note("VAE decode");
@@ -191,14 +221,14 @@ BenchReport run_bench(const BenchOptions& o) {
   auto one_latent = latents.narrow(0, 0, 1).contiguous();
   auto decode = [&] { o.vae_tiling ? nn::decode_tiled(*vae, one_latent, {o.vae_tile_size}) : vae->decode(one_latent); };
   if (wanted("vae_decode")) {
-    r.phases.push_back(time_phase("vae_decode", o.repeats, decode));
+    r.phases.push_back(time_phase("vae_decode", o.repeats, device, decode));
     nn::ScopedOpProfile profile(r.vae_decode_ops);
-    r.vae_decode_profiled_seconds = seconds_of(decode);
+    r.vae_decode_profiled_seconds = seconds_of(decode, device);
   }
 
   if (wanted("generation")) note("generation");
   Pipeline pipeline(model);
-  if (wanted("generation")) r.phases.push_back(time_phase("generation", o.repeats, [&] { pipeline.generate(gen); }));
+  if (wanted("generation")) r.phases.push_back(time_phase("generation", o.repeats, device, [&] { pipeline.generate(gen); }));
   if (o.accuracy) {
     note("bf16 accuracy");
     GenerationOptions seeded = gen;
@@ -214,6 +244,7 @@ BenchReport run_bench(const BenchOptions& o) {
     r.bf16_image_psnr_db = psnr_db(reference.images, bf16.images, 1.0);
   }
   r.peak_rss_bytes = peak_resident_bytes();
+  r.device_peak_bytes = device_peak_bytes(device);
   return r;
 }
 
@@ -258,6 +289,8 @@ nlohmann::json bench_report_json(const BenchReport& r) {
           {"unet_parameters", r.unet_parameters},
           {"weights_bytes", r.weights_bytes},
           {"peak_rss_bytes", r.peak_rss_bytes},
+          {"device", r.device},
+          {"device_peak_bytes", r.device_peak_bytes},
           {"phases", phases},
           {"unet_step",
            {{"gflop", flops / 1e9},
@@ -279,7 +312,8 @@ std::string bench_report_text(const BenchReport& r) {
   std::ostringstream out;
   char line[256];
   out << r.model << " (" << r.family << ", UNet " << r.unet_parameters / 1000000.0 << "M parameters), " << r.dtype
-      << ", " << r.width << "x" << r.height << ", UNet batch " << r.unet_batch << ", " << r.threads << " threads"
+      << (r.device == "cpu" ? "" : " on " + r.device) << ", " << r.width << "x" << r.height << ", UNet batch "
+      << r.unet_batch << ", " << r.threads << " threads"
       << (r.fused_attention ? ", fused attention" : "") << (r.fast_softmax ? "" : ", ATen softmax") << (r.onednn_linear ? "" : ", BLAS linear")
       << (r.conv_prepack ? ", prepacked conv weights" : "")
       << (r.bf16_attention_scores ? "" : ", f32 attention scores") << "\n\n";
@@ -289,7 +323,7 @@ std::string bench_report_text(const BenchReport& r) {
                   p.seconds.size());
     out << line;
   }
-  const bool bf16 = r.dtype == "bf16";
+  const bool bf16 = r.dtype == "bf16" || r.dtype == "f16";  // f16 runs on the same tensor cores as bf16
   const double gemm = bf16 ? r.machine.gemm_bf16.gflops : r.machine.gemm_f32.gflops;
   const double conv = bf16 ? r.machine.conv3x3_bf16.gflops : r.machine.conv3x3_f32.gflops;
   auto share = [](double achieved_flops_per_s, double peak_gflops) {
@@ -339,6 +373,10 @@ std::string bench_report_text(const BenchReport& r) {
   }
   std::snprintf(line, sizeof line, "\nweights %.2f GB, peak RSS %.2f GB\n", r.weights_bytes / 1e9, r.peak_rss_bytes / 1e9);
   out << line;
+  if (r.device_peak_bytes > 0) {
+    std::snprintf(line, sizeof line, "peak %s memory (tensors) %.2f GB\n", r.device.c_str(), r.device_peak_bytes / 1e9);
+    out << line;
+  }
   if (!std::isnan(r.bf16_latents_psnr_db)) {
     std::snprintf(line, sizeof line, "bf16 against f32 (seed 1, %lld steps): latents PSNR %.1f dB, image PSNR %.1f dB\n",
                   static_cast<long long>(r.steps), r.bf16_latents_psnr_db, r.bf16_image_psnr_db);

@@ -18,7 +18,8 @@ namespace lumen {
 struct BenchOptions {
   std::string preset;      // random weights in this architecture (sd15, sd21, sdxl, shapes, tiny), or
   std::string model_path;  // a model folder or single file
-  bool bf16 = false;
+  std::string dtype = "f32";   // f32, bf16 or f16 (f16 on a GPU)
+  std::string device = "cpu";  // cpu, cuda or cuda:N (model/device.h)
   int64_t width = 0, height = 0;  // 0: the model's native size
   int64_t steps = 4;              // of each whole generation
   int64_t repeats = 3;            // timed calls of each phase (after one warm-up)
@@ -44,7 +45,7 @@ struct PhaseTimes {
 };
 
 struct BenchReport {
-  std::string model, family, dtype;
+  std::string model, family, dtype, device;
   int64_t width = 0, height = 0, unet_batch = 0, steps = 0, threads = 0;
   bool vae_tiling = false;
   int64_t attention_chunk_bytes = 0;
@@ -64,6 +65,7 @@ struct BenchReport {
   double vae_decode_profiled_seconds = 0;
   MachineRates machine;  // zero when not measured
   int64_t weights_bytes = 0, peak_rss_bytes = 0;
+  int64_t device_peak_bytes = 0;  // GPU: the most its allocator held for tensors
   const PhaseTimes* phase(const std::string& name) const;
 };
 

@@ -17,7 +17,7 @@ struct MachineRates {
 };
 
 // Times each kernel for about `seconds_each` (after one warm-up call) with
-// LibTorch's current thread count.
-MachineRates measure_machine_rates(double seconds_each = 1.0);
+// LibTorch's current thread count, on `device` ("cpu", "cuda", "cuda:N").
+MachineRates measure_machine_rates(double seconds_each = 1.0, const std::string& device = "cpu");
 
 }  // namespace lumen

@@ -28,14 +28,14 @@ Encoded encode_one(nn::ClipTextModel& te, const ClipTokenizer& tok, int64_t pad_
   Encoded e;
   std::vector<torch::Tensor> parts;
   for (const auto& chunk : chunk_prompt(tok, prompt, pad_id, options.plain)) {
-    auto ids = torch::tensor(chunk.ids, torch::kLong).unsqueeze(0);
+    auto ids = torch::tensor(chunk.ids, torch::kLong).unsqueeze(0).to(te->token_embedding->weight.device());
     auto out = te->forward(ids);
     auto z = select_hidden(te, out, options.clip_skip, sdxl);
     const bool weighted = std::any_of(chunk.multipliers.begin(), chunk.multipliers.end(),
                                       [](double m) { return m != 1.0; });
     if (weighted) {
       // A1111: scale each token's embedding, then restore the chunk's mean.
-      auto mult = torch::tensor(chunk.multipliers, torch::kDouble).to(z.scalar_type()).view({1, -1, 1});
+      auto mult = torch::tensor(chunk.multipliers, torch::kDouble).to(z.device(), z.scalar_type()).view({1, -1, 1});
       auto original_mean = z.mean();
       z = z * mult;
       z = z * (original_mean / z.mean());

@@ -7,6 +7,7 @@
 
 #include "error.h"
 #include "model/configs.h"
+#include "model/device.h"
 #include "model/model_loader.h"
 
 namespace lumen {
@@ -100,6 +101,9 @@ uint64_t available_memory_bytes() {
 }
 
 void check_generation_fits(const LoadedModel& model, int64_t width, int64_t height, int64_t batch, bool cfg) {
+  // The estimate is of host memory for CPU work (score matrices included); a
+  // GPU's attention keeps no score matrix, and its allocator reports its own failures.
+  if (!model_device(model).is_cpu()) return;
   const uint64_t needed = estimate_generation_bytes(model, width, height, batch, cfg);
   const uint64_t available = available_memory_bytes();
   if (available == 0 || needed <= available) return;

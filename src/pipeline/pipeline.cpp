@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "error.h"
+#include "model/device.h"
 #include "nn/vae_tiling.h"
 #include "perf/stopwatch.h"
 #include "pipeline/memory_estimate.h"
@@ -176,6 +177,9 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   const bool cfg = o.cfg_scale > 1.0;
   check_generation_fits(m, o.width, o.height, batch, cfg);
   const auto dtype = m.unet->conv_in->weight.scalar_type();
+  // The networks run on their device; the sampler's latents (kilobytes) and
+  // its seeded noise stay float32 on the CPU, as the reference's CPU generator.
+  const auto device = model_device(m);
 
   GenerationResult r;
   Stopwatch clock;
@@ -235,7 +239,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
     auto image = o.init_image.to(torch::kFloat);
     if (image.size(2) != o.height || image.size(3) != o.width)
       image = torch::upsample_bilinear2d(image, std::vector<int64_t>{o.height, o.width}, false);
-    clean = vae->to_model_latents(nn::split_moments(vae->encode_moments(image.to(dtype))).mean.to(torch::kFloat));
+    clean = to_host_float(vae->to_model_latents(nn::split_moments(vae->encode_moments(image.to(device, dtype))).mean));
     require_finite(clean, "the VAE encoder");
     if (clean.size(0) != batch) clean = clean.expand({batch, -1, -1, -1});
     const int64_t init_steps = std::min<int64_t>(static_cast<int64_t>(o.steps * o.strength), o.steps);
@@ -256,7 +260,7 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
 
   // Classifier-free guidance in one batched UNet call.
   auto denoise = [&](const torch::Tensor& x_in, const torch::Tensor& t) {
-    auto out = unet->forward((cfg ? torch::cat({x_in, x_in}) : x_in).to(dtype), t, context, added).to(torch::kFloat);
+    auto out = to_host_float(unet->forward((cfg ? torch::cat({x_in, x_in}) : x_in).to(device, dtype), t, context, added));
     if (!cfg) return out;
     auto parts = out.chunk(2);
     return guide(*scheduler, t, parts[0], parts[1], x_in, o);
@@ -274,8 +278,8 @@ GenerationResult Pipeline::generate(const GenerationOptions& options) const {
   r.latents = latents;
   r.times.denoise = clock.lap();
   r.times.steps = total - start;
-  auto z = vae->from_model_latents(latents).to(dtype);
-  auto decoded = (o.vae_tiling ? nn::decode_tiled(*vae, z, {o.vae_tile_size}) : vae->decode(z)).to(torch::kFloat);
+  auto z = vae->from_model_latents(latents.to(device)).to(dtype);
+  auto decoded = to_host_float(o.vae_tiling ? nn::decode_tiled(*vae, z, {o.vae_tile_size}) : vae->decode(z));
   require_finite(decoded, "the VAE decoder");
   r.images = (decoded / 2 + 0.5).clamp(0, 1).permute({0, 2, 3, 1}).contiguous();
   r.times.decode = clock.lap();
