@@ -9,6 +9,7 @@
 #include "io/text_file.h"
 #include "model/model_loader.h"
 #include "model/random_model.h"
+#include "model/weights.h"
 
 namespace {
 
@@ -231,3 +232,36 @@ TEST(ModelLoadingBadInput, TruncatedSingleFile) {
 }
 
 }  // namespace
+
+// Float32 weights stored as float32 are used over the file's pages; copied
+// (--no-mmap) they are the same numbers. A write to a mapped parameter (a
+// merged LoRA, training) stays in the process: the file is unchanged.
+TEST(ModelLoading, MappedWeightsMatchCopiesAndWritesNeverReachTheFile) {
+  TempDir dir;
+  const std::string model = dir.path + "/tiny";
+  lumen::write_random_model(model, "tiny", 11);
+  const std::string unet_file = model + "/unet/diffusion_pytorch_model.safetensors";
+  const auto file_before = lumen::load_safetensors(unet_file);
+  std::map<std::string, torch::Tensor> stored;
+  for (const auto& [k, v] : file_before) stored[k] = v.clone();
+
+  ASSERT_TRUE(lumen::map_weights_enabled());
+  auto mapped = lumen::load_model(model);
+  lumen::set_map_weights(false);
+  auto copied = lumen::load_model(model);
+  lumen::set_map_weights(true);
+  size_t compared = 0;
+  for (const auto& p : mapped.unet->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), copied.unet->named_parameters()[p.key()])) << p.key();
+    ++compared;
+  }
+  EXPECT_GT(compared, 10u);
+
+  torch::NoGradGuard no_grad;
+  for (auto& p : mapped.unet->parameters()) p.add_(1.0);  // every page written
+  for (const auto& [k, v] : lumen::load_safetensors(unet_file))
+    EXPECT_TRUE(torch::equal(v, stored.at(k))) << k << " changed in the file";
+  auto again = lumen::load_model(model);
+  for (const auto& p : again.unet->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), copied.unet->named_parameters()[p.key()])) << p.key();
+}

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "error.h"
+#include "model/weights.h"
 #include "nn/cpu_paths.h"
 #include "runtime.h"
 
@@ -54,7 +55,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lumen 0.1.0");
   int threads = 0;
   app.add_option("--threads", threads, "intra-op threads (default: one per core)")->check(CLI::Range(0, 1024));
-  bool prepack_conv = false, f32_attention_scores = false;
+  bool prepack_conv = false, f32_attention_scores = false, no_mmap = false;
+  app.add_flag("--no-mmap", no_mmap,
+               "copy weights into the process instead of using the model file's pages (slower loads, a little less peak RSS)");
   app.add_flag("--f32-attention-scores", f32_attention_scores,
                "bf16: attention scores in f32 (slower, closer to an f32 run)");
   app.add_flag("--prepack-conv", prepack_conv,
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
   try {
     lumen::set_threads(threads);
     lumen::nn::set_conv_prepack(prepack_conv);
+    lumen::set_map_weights(!no_mmap);
     lumen::nn::set_bf16_attention_scores(!f32_attention_scores);
     if (lumen::blas_is_reference())
       std::cerr << "warning: LibTorch is using the reference BLAS (" << lumen::loaded_blas_library()

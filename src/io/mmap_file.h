@@ -20,6 +20,10 @@ class MappedFile {
   // Drop the resident pages of [offset, offset+length): they are re-read from
   // disk if touched again. Used after a tensor has been copied out.
   void release(size_t offset, size_t length) const;
+  // Map the pages of [offset, offset+length) in one call before they are read
+  // (MADV_POPULATE_READ): a fault per 4 KB page costs ~10 µs in a VM, and a
+  // 4 GB checkpoint has a million of them.
+  void prefetch(size_t offset, size_t length) const;
 
  private:
   std::string path_;

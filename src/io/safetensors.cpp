@@ -194,6 +194,8 @@ void SafetensorsFile::release(const TensorEntry& e) const {
   map_->release(data_start_ + e.begin, e.end - e.begin);
 }
 
+void SafetensorsFile::prefetch(const TensorEntry& e) const { map_->prefetch(data_start_ + e.begin, e.end - e.begin); }
+
 void write_safetensors(const std::string& path, const std::map<std::string, TensorBlob>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();

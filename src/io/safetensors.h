@@ -39,6 +39,8 @@ class SafetensorsFile {
   const uint8_t* data(const TensorEntry& entry) const;
   // Give the entry's pages back to the kernel (after copying it elsewhere).
   void release(const TensorEntry& entry) const;
+  // Map the entry's pages in one go before it is read (MappedFile::prefetch).
+  void prefetch(const TensorEntry& entry) const;
 
  private:
   std::shared_ptr<MappedFile> map_;

@@ -42,6 +42,7 @@ torch::Tensor tensor_view(const std::shared_ptr<SafetensorsFile>& file, const Te
   auto options = torch::TensorOptions().dtype(type);
   void* ptr = const_cast<uint8_t*>(file->data(e));
   if (e.numel() == 0) return torch::empty(e.shape, options);
+  file->prefetch(e);  // a view is made to be read
   // Offsets need not be aligned to the element size; kernels may assume they are.
   if (reinterpret_cast<uintptr_t>(ptr) % dtype_size(e.dtype) != 0) {
     auto t = torch::empty(e.shape, options);

@@ -193,7 +193,10 @@ void apply_override(const json& o, const std::string& file, ModelPlan* plan) {
 
 template <typename Module>
 Module finish(Module module, const WeightSource& weights, torch::Dtype dtype, LoadReport* report = nullptr) {
-  nn::reallocate_parameters(*module, dtype);  // every parameter is about to be loaded
+  // Every parameter is about to be loaded. The networks are built with fresh
+  // float32 placeholders: a float32 load uses them (or the file's own pages,
+  // model/weights.cpp) as they are; another dtype gets fresh storage in it.
+  if (dtype != torch::kFloat) nn::reallocate_parameters(*module, dtype);
   module->to(dtype);                          // buffers
   LoadReport loaded = load_weights(*module, weights);
   if (report) *report = std::move(loaded);

@@ -188,7 +188,7 @@ std::shared_ptr<LoadedModel> make_random_model(const std::string& preset_name, u
   torch::NoGradGuard no_grad;
   // Storage in `dtype` before filling, so a large model never holds a float32 copy.
   auto randomised = [&](auto module, uint64_t component_seed) {
-    nn::reallocate_parameters(*module, dtype);
+    nn::reallocate_parameters(*module, dtype, /*huge_pages=*/true);  // filled whole next
     module->to(dtype);  // buffers
     nn::init_random(*module, component_seed);
     module->eval();

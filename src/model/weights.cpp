@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <atomic>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -7,6 +8,7 @@
 #include "error.h"
 #include "io/text_file.h"
 #include "io/safetensors_torch.h"
+#include "nn/init.h"
 
 namespace lumen {
 namespace {
@@ -145,6 +147,13 @@ std::unique_ptr<WeightSource> open_ldm_component(std::shared_ptr<SafetensorsFile
   return std::make_unique<LdmComponentWeights>(std::move(file), map, component);
 }
 
+namespace {
+std::atomic<bool> g_map_weights{true};
+}  // namespace
+
+void set_map_weights(bool on) { g_map_weights = on; }
+bool map_weights_enabled() { return g_map_weights; }
+
 LoadReport load_weights(torch::nn::Module& module, const WeightSource& source) {
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
@@ -160,8 +169,17 @@ LoadReport load_weights(torch::nn::Module& module, const WeightSource& source) {
     auto t = source.get(key);
     if (!t.is_floating_point())
       throw Error(source.where(), "tensor '" + key + "' is not a floating-point tensor");
-    param.copy_(t);
-    source.release(key);
+    if (g_map_weights && t.scalar_type() == param.scalar_type() && t.is_contiguous() && param.is_cpu()) {
+      // Stored as needed: the parameter uses the file's pages themselves (a
+      // private mapping: copied only where written, e.g. by a merged LoRA).
+      // Copying a 4 GB model into fresh memory took 5-8 s here, mostly page
+      // faults; the file's pages are in the page cache or read on first use.
+      param.set_data(t);
+    } else {
+      nn::advise_huge_pages(param.data_ptr(), param.nbytes());  // fresh storage, written whole next
+      param.copy_(t);  // converted, transposed or split: a copy, and the file's pages go back
+      source.release(key);
+    }
     used.insert(key);
   }
   LoadReport report;

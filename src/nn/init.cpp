@@ -1,7 +1,11 @@
 #include "nn/init.h"
 
 #include <cmath>
+#include <cstdint>
 #include <functional>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 namespace lumen::nn {
 namespace {
@@ -51,10 +55,28 @@ void init_for_training(torch::nn::Module& module, uint64_t seed) {
   });
 }
 
-void reallocate_parameters(torch::nn::Module& module, torch::Dtype dtype) {
+void reallocate_parameters(torch::nn::Module& module, torch::Dtype dtype, bool huge_pages) {
   torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters())
-    if (p.is_floating_point()) p.set_data(torch::empty(p.sizes(), p.options().dtype(dtype)));
+  for (auto& p : module.parameters()) {
+    if (!p.is_floating_point()) continue;
+    p.set_data(torch::empty(p.sizes(), p.options().dtype(dtype)));
+    if (huge_pages && p.is_cpu()) advise_huge_pages(p.data_ptr(), p.nbytes());
+  }
+}
+
+void advise_huge_pages(void* data, size_t bytes) {
+#ifdef __linux__
+  // Weights are written once, right after this: with 4 KB pages that is a
+  // fault per page (~10 µs each in a VM: a 4 GB model's load took 8 s, most
+  // of it in faults); with 2 MB pages, 512 times fewer. Only whole 2 MB
+  // pages inside the block; the kernel may still hand out small ones.
+  constexpr uintptr_t huge = uintptr_t{2} << 20;
+  const auto start = reinterpret_cast<uintptr_t>(data);
+  const uintptr_t begin = (start + huge - 1) / huge * huge, end = (start + bytes) / huge * huge;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data, (void)bytes;
+#endif
 }
 
 }  // namespace lumen::nn
