@@ -20,9 +20,9 @@ class MappedFile {
   // Drop the resident pages of [offset, offset+length): they are re-read from
   // disk if touched again. Used after a tensor has been copied out.
   void release(size_t offset, size_t length) const;
-  // Map the pages of [offset, offset+length) in one call before they are read
-  // (MADV_POPULATE_READ): a fault per 4 KB page costs ~10 µs in a VM, and a
-  // 4 GB checkpoint has a million of them.
+  // Asks the kernel to map the pages of [offset, offset+length) in one call
+  // before they are read (MADV_POPULATE_READ): faults are dear in a VM. It
+  // saves only part of the first reads' cost (mmap_file.cpp).
   void prefetch(size_t offset, size_t length) const;
 
  private:

@@ -29,11 +29,18 @@ torch::Device parse_device(const std::string& name) {
 
 torch::Device model_device(const LoadedModel& m) { return m.unet->conv_in->weight.device(); }
 
-void move_to_device(LoadedModel& m, torch::Device device) {
-  if (m.unet) m.unet->to(device);
-  if (m.vae) m.vae->to(device);
-  if (m.text_encoder) m.text_encoder->to(device);
-  if (m.text_encoder_2) m.text_encoder_2->to(device);
+void move_to_device(LoadedModel& m, torch::Device device, c10::optional<torch::Dtype> dtype) {
+  auto move = [&](auto& net) {
+    if (!net) return;
+    if (dtype)
+      net->to(device, *dtype);
+    else
+      net->to(device);
+  };
+  move(m.unet);
+  move(m.vae);
+  move(m.text_encoder);
+  move(m.text_encoder_2);
 }
 
 void synchronize(torch::Device device) {

@@ -16,8 +16,9 @@ torch::Device parse_device(const std::string& name);
 // The device the model's UNet lives on.
 torch::Device model_device(const LoadedModel& model);
 
-// Moves every network of the model (weights stay in their dtype).
-void move_to_device(LoadedModel& model, torch::Device device);
+// Moves every network of the model; with `dtype`, also converts its weights
+// (a no-op for networks already there in that dtype).
+void move_to_device(LoadedModel& model, torch::Device device, c10::optional<torch::Dtype> dtype = c10::nullopt);
 
 // Waits for the device's queued work (GPU kernels run asynchronously): timings
 // of GPU work end with it. Nothing to wait for on the CPU.

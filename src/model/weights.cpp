@@ -172,7 +172,7 @@ LoadReport load_weights(torch::nn::Module& module, const WeightSource& source) {
     if (g_map_weights && t.scalar_type() == param.scalar_type() && t.is_contiguous() && param.is_cpu()) {
       // Stored as needed: the parameter uses the file's pages themselves (a
       // private mapping: copied only where written, e.g. by a merged LoRA).
-      // Copying a 4 GB model into fresh memory took 5-8 s here, mostly page
+      // Copying a 4 GB model into fresh memory took 8-12 s here, mostly page
       // faults; the file's pages are in the page cache or read on first use.
       param.set_data(t);
     } else {

@@ -48,7 +48,7 @@ LoadReport load_weights(torch::nn::Module& module, const WeightSource& source);
 
 // Process-wide: parameters over the file's pages (default) or always copied
 // (`lumen --no-mmap`). Mapped, a 4 GB float32 SD1.5 file loaded in 0.3 s
-// instead of 6-12 s here, and the page cache holds its only copy; copied, the
+// instead of 8-12 s here, and the page cache holds its only copy; copied, the
 // process's own peak RSS was 0.2-0.6 GB lower at 256² (docs/performance.md).
 void set_map_weights(bool on);
 bool map_weights_enabled();

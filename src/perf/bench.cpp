@@ -55,22 +55,14 @@ int64_t bytes_of(const torch::nn::Module& module) {
   return n;
 }
 
-std::shared_ptr<LoadedModel> load(const BenchOptions& o, torch::Device device, double* seconds) {
+std::shared_ptr<LoadedModel> load(const BenchOptions& o, torch::Device device, torch::Dtype dtype, double* seconds) {
   std::shared_ptr<LoadedModel> m;
-  const auto dtype = dtype_named(o.dtype);
   *seconds = seconds_of([&] {
     if (!o.preset.empty()) {
       // Random weights are drawn on the CPU: straight in bf16 for a CPU run
       // (the least host memory), else in f32, 4-5x faster, then converted.
-      const bool draw_bf16 = dtype == torch::kBFloat16 && device.is_cpu();
-      m = make_random_model(o.preset, 0, draw_bf16);
-      if (dtype != torch::kFloat && !draw_bf16) {
-        if (m->unet) m->unet->to(dtype);
-        if (m->vae) m->vae->to(dtype);
-        if (m->text_encoder) m->text_encoder->to(dtype);
-        if (m->text_encoder_2) m->text_encoder_2->to(dtype);
-      }
-      move_to_device(*m, device);
+      m = make_random_model(o.preset, 0, dtype == torch::kBFloat16 && device.is_cpu());
+      move_to_device(*m, device, dtype);
     } else {
       LoadOptions load;
       load.dtype = dtype;
@@ -130,7 +122,7 @@ BenchReport run_bench(const BenchOptions& o) {
   };
   if (o.accuracy && o.dtype != "f32") throw Error("--accuracy", "compares bf16 against f32: run it with --dtype f32");
   const auto device = parse_device(o.device);
-  dtype_named(o.dtype);  // checked before anything is measured
+  const auto model_dtype = dtype_named(o.dtype);  // checked before anything is measured
   if (o.dtype == "f16" && device.is_cpu())
     throw Error("--dtype f16", "float16 is for GPUs; on a CPU use bf16 or f32");
   BenchReport r;
@@ -155,7 +147,7 @@ BenchReport run_bench(const BenchOptions& o) {
 
   note("load");
   double load_seconds = 0;
-  auto model = load(o, device, &load_seconds);
+  auto model = load(o, device, model_dtype, &load_seconds);
   r.phases.push_back({o.preset.empty() ? "load" : "build_random", {load_seconds}});
   const LoadedModel& m = *model;
   r.model = o.preset.empty() ? o.model_path : "random " + o.preset;
@@ -234,10 +226,7 @@ BenchReport run_bench(const BenchOptions& o) {
     GenerationOptions seeded = gen;
     seeded.seed = 1;
     const auto reference = pipeline.generate(seeded);
-    model->unet->to(torch::kBFloat16);  // the model is not used in f32 after this
-    model->vae->to(torch::kBFloat16);
-    if (model->text_encoder) model->text_encoder->to(torch::kBFloat16);
-    if (model->text_encoder_2) model->text_encoder_2->to(torch::kBFloat16);
+    move_to_device(*model, device, torch::kBFloat16);  // the model is not used in f32 after this
     const auto bf16 = pipeline.generate(seeded);
     const auto& ref_latents = reference.latents;
     r.bf16_latents_psnr_db = psnr_db(ref_latents, bf16.latents, (ref_latents.max() - ref_latents.min()).item<double>());
