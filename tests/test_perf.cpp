@@ -241,6 +241,52 @@ TEST(CpuPaths, OnednnLinearAndPrepackedConvMatchATen) {
   }
 }
 
+// The VAE's channels-last inference gives what NCHW gives, and hands back
+// NCHW-contiguous tensors as before.
+TEST(CpuPaths, VaeChannelsLastMatchesNchw) {
+  torch::InferenceMode inference;
+  auto model = lumen::make_random_model("tiny", 4, false);
+  auto& vae = *model->vae;
+  torch::manual_seed(3);
+  const auto latents = torch::randn({2, 4, 12, 10});
+  const auto image = torch::rand({1, 3, 24, 20}) * 2 - 1;
+  ASSERT_TRUE(lumen::nn::vae_channels_last_enabled());  // the default
+  const auto decoded = vae.decode(latents), moments = vae.encode_moments(image);
+  lumen::nn::set_vae_channels_last(false);
+  const auto decoded_nchw = vae.decode(latents), moments_nchw = vae.encode_moments(image);
+  lumen::nn::set_vae_channels_last(true);
+  EXPECT_TRUE(decoded.is_contiguous());
+  EXPECT_TRUE(moments.is_contiguous());
+  EXPECT_LT((decoded - decoded_nchw).abs().max().item<float>(), 1e-5);
+  EXPECT_LT((moments - moments_nchw).abs().max().item<float>(), 1e-5);
+}
+
+// bf16 group norms at inference go through float32 a few groups at a time;
+// they give what one whole float32 norm gives, in either layout.
+TEST(CpuPaths, ChunkedLowPrecisionGroupNormMatchesWholeFloat) {
+  lumen::nn::GroupNorm norm(32, 64, 1e-6);
+  {
+    torch::NoGradGuard no_grad;
+    norm->weight.normal_(1, 0.2);
+    norm->bias.normal_(0, 0.2);
+  }
+  norm->to(torch::kBFloat16);
+  torch::InferenceMode inference;
+  torch::manual_seed(5);
+  // 147,456 pixels × 2 channels per group: 14 groups per float chunk, 3 chunks per sample.
+  const auto x = (torch::randn({2, 64, 384, 384}) * 3 + 1).to(torch::kBFloat16);
+  const auto w = norm->weight.to(torch::kFloat), b = norm->bias.to(torch::kFloat);
+  const auto whole = torch::group_norm(x.to(torch::kFloat), 32, w, b, 1e-6);
+  for (auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+    const auto input = x.contiguous(layout);
+    const auto plain = norm->forward(input), with_silu = norm->forward_silu(input);
+    EXPECT_TRUE(plain.is_contiguous(layout));
+    EXPECT_EQ(plain.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::allclose(plain.to(torch::kFloat), whole, 1.0 / 128, 1e-2));
+    EXPECT_TRUE(torch::allclose(with_silu.to(torch::kFloat), torch::silu(whole), 1.0 / 128, 1e-2));
+  }
+}
+
 // The presets are the public architectures: their UNet and text-encoder sizes
 // are the published parameter counts (built with empty tensors: nothing is filled).
 TEST(RandomPresets, HaveThePublicArchitecturesParameterCounts) {

@@ -55,13 +55,15 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lumen 0.1.0");
   int threads = 0;
   app.add_option("--threads", threads, "intra-op threads (default: one per core)")->check(CLI::Range(0, 1024));
-  bool prepack_conv = false, f32_attention_scores = false, no_mmap = false;
+  bool prepack_conv = false, f32_attention_scores = false, no_mmap = false, vae_nchw = false;
   app.add_flag("--no-mmap", no_mmap,
                "copy weights into the process instead of using the model file's pages (slower loads, a little less peak RSS)");
   app.add_flag("--f32-attention-scores", f32_attention_scores,
                "bf16: attention scores in f32 (slower, closer to an f32 run)");
   app.add_flag("--prepack-conv", prepack_conv,
                "bf16: keep convolution weights laid out for oneDNN (faster small feature maps, a second copy of the conv weights in memory)");
+  app.add_flag("--vae-nchw", vae_nchw,
+               "run the VAE on the CPU in NCHW layout instead of channels-last (more peak memory at large sizes)");
 #ifdef LUMEN_INFERENCE_ONLY  // CMake's LUMEN_INFERENCE_ONLY: no C API, training or server in this build
   std::vector<lumen::cli::Runner> runners = {
       lumen::cli::add_info_command(app),
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
   try {
     lumen::set_threads(threads);
     lumen::nn::set_conv_prepack(prepack_conv);
+    lumen::nn::set_vae_channels_last(!vae_nchw);
     lumen::set_map_weights(!no_mmap);
     lumen::nn::set_bf16_attention_scores(!f32_attention_scores);
     if (lumen::blas_is_reference())

@@ -1,6 +1,19 @@
 #include "nn/blocks.h"
 
+#include "nn/conv_prepack.h"
+
 namespace lumen::nn {
+
+namespace {
+// fresh + other, written into `fresh` (a convolution's new output) when
+// autograd does not record and the sum has its shape and dtype: the same
+// numbers, one activation-sized buffer less at the peak.
+torch::Tensor add_into_fresh(torch::Tensor fresh, const torch::Tensor& other) {
+  const bool in_place = !autograd_records(fresh, other) && fresh.scalar_type() == other.scalar_type() &&
+                        fresh.dim() == other.dim() && other.numel() <= fresh.numel();
+  return in_place ? fresh.add_(other) : fresh + other;
+}
+}  // namespace
 
 ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_channels, int64_t groups,
                                      double eps, double scale)
@@ -15,11 +28,12 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_chann
 
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
   auto h = conv1(norm1->forward_silu(x));
-  if (temb.defined() && time_emb_proj) h = h + time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
+  if (temb.defined() && time_emb_proj)
+    h = add_into_fresh(h, time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1));
   h = conv2(norm2->forward_silu(h));
-  auto skip = conv_shortcut ? conv_shortcut(x) : x;
-  auto out = skip + h;
-  return output_scale_factor == 1.0 ? out : out / output_scale_factor;
+  auto out = add_into_fresh(h, conv_shortcut ? conv_shortcut(x) : x);
+  if (output_scale_factor == 1.0) return out;
+  return autograd_records(out) ? out / output_scale_factor : out.div_(output_scale_factor);
 }
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t padding_) : padding(padding_) {
@@ -113,8 +127,10 @@ torch::Tensor Transformer2DImpl::forward(const torch::Tensor& x, const torch::Te
   hidden = linear_projection ? proj_in.forward(to_tokens(hidden)) : to_tokens(proj_in.forward(hidden));
   for (const auto& block : *transformer_blocks)
     hidden = block->as<BasicTransformerBlock>()->forward(hidden, context);
-  hidden = linear_projection ? to_map(proj_out.forward(hidden)) : proj_out.forward(to_map(hidden).contiguous());
-  return hidden + x;
+  // Back in x's layout: a free view when x is channels-last.
+  hidden = linear_projection ? to_map(proj_out.forward(hidden))
+                             : proj_out.forward(to_map(hidden).contiguous(x.suggest_memory_format()));
+  return x + hidden;  // x first: the sum keeps x's layout
 }
 
 SpatialSelfAttentionImpl::SpatialSelfAttentionImpl(int64_t channels, int64_t groups, double eps) {
@@ -128,10 +144,11 @@ SpatialSelfAttentionImpl::SpatialSelfAttentionImpl(int64_t channels, int64_t gro
 
 torch::Tensor SpatialSelfAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  auto tokens = group_norm(x).reshape({b, c, h * w}).transpose(1, 2);
+  // [B,HW,C] tokens: a free view of a channels-last map, one copy of an NCHW one.
+  auto tokens = group_norm(x).permute({0, 2, 3, 1}).reshape({b, h * w, c});
   auto out = multi_head_attention(to_q(tokens), to_k(tokens), to_v(tokens), 1, /*upcast=*/true);
   out = to_out[0]->as<Linear>()->forward(out);
-  return out.transpose(1, 2).reshape({b, c, h, w}) + x;
+  return x + out.reshape({b, h, w, c}).permute({0, 3, 1, 2});  // x first: the sum keeps x's layout
 }
 
 }  // namespace lumen::nn
