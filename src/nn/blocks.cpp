@@ -10,7 +10,7 @@ namespace {
 // numbers, one activation-sized buffer less at the peak.
 torch::Tensor add_into_fresh(torch::Tensor fresh, const torch::Tensor& other) {
   const bool in_place = !autograd_records(fresh, other) && fresh.scalar_type() == other.scalar_type() &&
-                        fresh.dim() == other.dim() && other.numel() <= fresh.numel();
+                        fresh.sizes().equals(at::infer_size(fresh.sizes(), other.sizes()));
   return in_place ? fresh.add_(other) : fresh + other;
 }
 }  // namespace
