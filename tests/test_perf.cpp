@@ -261,6 +261,69 @@ TEST(CpuPaths, VaeChannelsLastMatchesNchw) {
   EXPECT_LT((moments - moments_nchw).abs().max().item<float>(), 1e-5);
 }
 
+// An upsampler's 3×3 convolution of the 2× map equals the four 2×2
+// convolutions of the small map, in both layouts and in bf16; small maps,
+// odd target sizes and training keep the plain path.
+TEST(CpuPaths, SubpixelUpsampleMatchesConvolvingTheUpsampledMap) {
+  torch::manual_seed(11);
+  lumen::nn::Upsample2D up(8);
+  {
+    torch::NoGradGuard no_grad;
+    up->conv->weight.normal_(0, 0.2);
+    up->conv->bias.normal_(0, 0.2);
+  }
+  auto plain = [&](const torch::Tensor& in) {
+    return torch::conv2d(torch::upsample_nearest2d(in, {2 * in.size(2), 2 * in.size(3)}),
+                         up->conv->weight.to(in.scalar_type()), up->conv->bias.to(in.scalar_type()), 1, 1);
+  };
+  // Which path a call took, told by the FLOPs it counts (2×2 taps four times, or 3×3 once).
+  auto conv_flops = [&](const torch::Tensor& in, c10::optional<std::vector<int64_t>> size = c10::nullopt) {
+    lumen::nn::OpTotals totals;
+    lumen::nn::ScopedOpProfile profile(totals);
+    up->forward(in, size);
+    return totals.flops_of(OpKind::Conv);
+  };
+  const auto x = torch::randn({2, 8, 33, 32});  // 1,056 pixels: above the threshold
+  const double folded = 4 * lumen::nn::conv2d_flops(2, 8, 8, 2, 33, 32);
+  const double unfolded = lumen::nn::conv2d_flops(2, 8, 8, 3, 66, 64);
+  using lumen::nn::SubpixelUpsample;
+  ASSERT_EQ(lumen::nn::subpixel_upsample_mode(), SubpixelUpsample::LowPrecision);  // the default
+  EXPECT_DOUBLE_EQ(conv_flops(x), unfolded);  // f32 keeps the plain path by default
+  lumen::nn::set_subpixel_upsample(SubpixelUpsample::Always);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+      const auto in = x.contiguous(layout);
+      const auto y = up->forward(in);
+      EXPECT_EQ(y.sizes(), torch::IntArrayRef({2, 8, 66, 64}));
+      EXPECT_TRUE(y.is_contiguous(layout));
+      EXPECT_LT((y - plain(in)).abs().max().item<float>(), 1e-5);
+      EXPECT_DOUBLE_EQ(conv_flops(in), folded);
+    }
+    EXPECT_DOUBLE_EQ(conv_flops(x.slice(2, 0, 31)), lumen::nn::conv2d_flops(2, 8, 8, 3, 62, 64));  // 992 pixels
+    EXPECT_DOUBLE_EQ(conv_flops(x, std::vector<int64_t>{65, 64}), lumen::nn::conv2d_flops(2, 8, 8, 3, 65, 64));
+    lumen::nn::set_subpixel_upsample(SubpixelUpsample::Off);
+    EXPECT_DOUBLE_EQ(conv_flops(x), unfolded);
+    lumen::nn::set_subpixel_upsample(SubpixelUpsample::LowPrecision);
+
+    const auto xb = x.to(torch::kBFloat16);
+    up->to(torch::kBFloat16);
+    const auto yb = up->forward(xb);
+    EXPECT_DOUBLE_EQ(conv_flops(xb), folded);  // bf16 takes it by default
+    up->to(torch::kFloat);
+    EXPECT_EQ(yb.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::allclose(yb.to(torch::kFloat), plain(x), 0.05, 0.05));
+  }
+  // Training: the plain path, and gradients reach the weight.
+  lumen::nn::set_subpixel_upsample(SubpixelUpsample::Always);
+  up->conv->weight.set_requires_grad(true);
+  EXPECT_DOUBLE_EQ(conv_flops(x), unfolded);
+  up->forward(x).sum().backward();
+  ASSERT_TRUE(up->conv->weight.grad().defined());
+  EXPECT_GT(up->conv->weight.grad().abs().sum().item<float>(), 0);
+  lumen::nn::set_subpixel_upsample(SubpixelUpsample::LowPrecision);
+}
+
 // bf16 group norms at inference go through float32 a few groups at a time;
 // they give what one whole float32 norm gives, in either layout.
 TEST(CpuPaths, ChunkedLowPrecisionGroupNormMatchesWholeFloat) {

@@ -56,12 +56,17 @@ int main(int argc, char** argv) {
   int threads = 0;
   app.add_option("--threads", threads, "intra-op threads (default: one per core)")->check(CLI::Range(0, 1024));
   bool prepack_conv = false, f32_attention_scores = false, no_mmap = false, vae_nchw = false;
+  std::string subpixel_upsample = "auto";
   app.add_flag("--no-mmap", no_mmap,
                "copy weights into the process instead of using the model file's pages (slower loads, a little less peak RSS)");
   app.add_flag("--f32-attention-scores", f32_attention_scores,
                "bf16: attention scores in f32 (slower, closer to an f32 run)");
   app.add_flag("--prepack-conv", prepack_conv,
                "bf16: keep convolution weights laid out for oneDNN (faster small feature maps, a second copy of the conv weights in memory)");
+  app.add_option("--subpixel-upsample", subpixel_upsample,
+                 "upsamplers as four 2x2 convolutions of the small map (2.25x less work) instead of one of the 2x map: "
+                 "auto (bf16/f16 only: in f32 it peaked higher), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_flag("--vae-nchw", vae_nchw,
                "run the VAE on the CPU in NCHW layout instead of channels-last (more peak memory at large sizes)");
 #ifdef LUMEN_INFERENCE_ONLY  // CMake's LUMEN_INFERENCE_ONLY: no C API, training or server in this build
@@ -102,6 +107,10 @@ int main(int argc, char** argv) {
     lumen::set_threads(threads);
     lumen::nn::set_conv_prepack(prepack_conv);
     lumen::nn::set_vae_channels_last(!vae_nchw);
+    using lumen::nn::SubpixelUpsample;
+    lumen::nn::set_subpixel_upsample(subpixel_upsample == "on"    ? SubpixelUpsample::Always
+                                     : subpixel_upsample == "off" ? SubpixelUpsample::Off
+                                                                  : SubpixelUpsample::LowPrecision);
     lumen::set_map_weights(!no_mmap);
     lumen::nn::set_bf16_attention_scores(!f32_attention_scores);
     if (lumen::blas_is_reference())

@@ -1,6 +1,7 @@
 #include "nn/blocks.h"
 
 #include "nn/conv_prepack.h"
+#include "nn/upsample_conv.h"
 
 namespace lumen::nn {
 
@@ -52,6 +53,9 @@ Upsample2DImpl::Upsample2DImpl(int64_t channels) {
 
 torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size) {
   const std::vector<int64_t> out_size = size ? *size : std::vector<int64_t>{x.size(2) * 2, x.size(3) * 2};
+  const bool doubled = out_size[0] == 2 * x.size(2) && out_size[1] == 2 * x.size(3);
+  if (doubled && subpixel_upsample_applies(x) && conv->deltas.empty() && !autograd_records(x, conv->weight))
+    return upsample2x_conv3x3(x, conv->weight, conv->bias);
   return conv(torch::upsample_nearest2d(x, out_size));
 }
 

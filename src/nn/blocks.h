@@ -27,7 +27,8 @@ struct Downsample2DImpl : torch::nn::Module {
 };
 TORCH_MODULE(Downsample2D);
 
-// Nearest-neighbour upsampling to `size` (2× when undefined), then a 3×3 conv.
+// Nearest-neighbour upsampling to `size` (2× when undefined), then a 3×3 conv;
+// at inference an exact 2× of a large enough map goes through nn/upsample_conv.h.
 struct Upsample2DImpl : torch::nn::Module {
   explicit Upsample2DImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size = c10::nullopt);
