@@ -1,11 +1,13 @@
 // Measuring: FLOP counting per layer kind, `lumen bench`'s report, the preset
 // architectures, per-phase generation times and the model-hash cache.
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <tuple>
 
 #include "io/text_file.h"
 #include "model/configs.h"
@@ -20,6 +22,7 @@
 #include "nn/unet.h"
 #include "nn/vae.h"
 #include "nn/vae_tiling.h"
+#include "nn/weight_as_image.h"
 #include "perf/bench.h"
 #include "perf/process_memory.h"
 #include "pipeline/conditioning.h"
@@ -205,17 +208,20 @@ TEST(Attention, FusedMatchesTheFormula) {
 // repacked when the weight changes in place or moves to another dtype.
 TEST(CpuPaths, OnednnLinearAndPrepackedConvMatchATen) {
   torch::manual_seed(7);
-  const auto tokens = torch::randn({2, 300, 48});  // 600 rows: past the oneDNN threshold
+  const auto tokens = torch::randn({2, 300, 48});  // 600 rows: the activations are the image
+  const auto few_tokens = torch::randn({3, 40, 48});  // 120 rows: the weight is (f32)
   const auto image = torch::randn({2, 16, 9, 7});
   for (auto type : {torch::kFloat, torch::kBFloat16}) {
-    lumen::nn::Linear linear(48, 40);
+    lumen::nn::Linear linear(48, 40), unbiased(48, 40, false);
     lumen::nn::Conv2d conv(16, 24, 3, 1, 1);
     {
       torch::NoGradGuard no_grad;
       for (auto& p : linear->parameters()) p.normal_(0, 0.1);
+      for (auto& p : unbiased->parameters()) p.normal_(0, 0.1);
       for (auto& p : conv->parameters()) p.normal_(0, 0.1);
     }
     linear->to(type);  // outside inference mode, as models are loaded
+    unbiased->to(type);
     conv->to(type);
     torch::InferenceMode inference;
     const auto x = tokens.to(type), y = image.to(type);
@@ -226,6 +232,32 @@ TEST(CpuPaths, OnednnLinearAndPrepackedConvMatchATen) {
     const auto fast_linear = linear(x);
     EXPECT_EQ(fast_linear.sizes(), torch::IntArrayRef({2, 300, 40}));
     EXPECT_LT((fast_linear.to(torch::kFloat) - plain_linear).abs().max().item<float>(), tol);
+    for (auto* layer : {&linear, &unbiased}) {
+      const auto few = few_tokens.to(type);
+      lumen::nn::set_weight_as_image(false);
+      const auto plain = (*layer)(few).to(torch::kFloat);
+      lumen::nn::set_weight_as_image(true);
+      const auto fast = (*layer)(few);
+      EXPECT_EQ(fast.sizes(), torch::IntArrayRef({3, 40, 40}));
+      EXPECT_TRUE(fast.is_contiguous());
+      EXPECT_LT((fast.to(torch::kFloat) - plain).abs().max().item<float>(), tol);
+    }
+
+    if (type == torch::kFloat) {
+      // Under bf16 autocast the answer is bf16, as torch::linear's: a checkpointed
+      // block's no-grad forward must match its recompute with grad.
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      const auto autocast_fast = linear(few_tokens.to(type));
+      lumen::nn::set_weight_as_image(false);
+      const auto autocast_plain = linear(few_tokens.to(type));
+      lumen::nn::set_weight_as_image(true);
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+      EXPECT_EQ(autocast_fast.scalar_type(), autocast_plain.scalar_type());
+      EXPECT_EQ(autocast_fast.scalar_type(), torch::kBFloat16);
+      EXPECT_LT((autocast_fast - autocast_plain).abs().max().item<float>(), 0.05);
+    }
 
     const auto plain_conv = conv(y).to(torch::kFloat);
     lumen::nn::set_conv_prepack(true);
@@ -239,6 +271,38 @@ TEST(CpuPaths, OnednnLinearAndPrepackedConvMatchATen) {
     EXPECT_GT((plain_doubled - plain_conv).abs().max().item<float>(), 0.1);
     lumen::nn::set_conv_prepack(false);
   }
+}
+
+// Few-pixel convolutions with the weight as oneDNN's image give what
+// conv2d gives (3x3 and 1x1, strided, with and without bias, f32 and bf16),
+// and larger outputs, autograd and the switch keep the plain path.
+TEST(CpuPaths, WeightAsImageConvolutionMatchesConv2d) {
+  torch::manual_seed(11);
+  const auto x = torch::randn({2, 24, 8, 8});
+  for (auto type : {torch::kFloat, torch::kBFloat16}) {
+    const double tol = type == torch::kFloat ? 1e-5 : 0.05;
+    for (auto [kernel, stride, padding, with_bias] :
+         {std::tuple{3, 1, 1, true}, std::tuple{3, 2, 1, true}, std::tuple{1, 1, 0, false}, std::tuple{3, 1, 1, false}}) {
+      const auto w = (torch::randn({40, 24, kernel, kernel}) * 0.1).to(type);
+      const auto b = with_bias ? torch::randn({40}).to(type) : torch::Tensor();
+      const auto input = x.to(type);
+      torch::NoGradGuard no_grad;
+      const auto fast = lumen::nn::weight_as_image_conv2d(input, w, b, stride, padding);
+      ASSERT_TRUE(fast.has_value());  // 2 x 8x8 (or 4x4) = at most 128 output pixels
+      const auto plain = torch::conv2d(input, w, b, stride, padding);
+      EXPECT_EQ(fast->sizes(), plain.sizes());
+      EXPECT_TRUE(fast->is_contiguous());
+      EXPECT_LT((fast->to(torch::kFloat) - plain.to(torch::kFloat)).abs().max().item<float>(), tol)
+          << kernel << " " << stride << " " << with_bias;
+    }
+  }
+  const auto w = torch::randn({8, 24, 3, 3}, torch::requires_grad());
+  EXPECT_FALSE(lumen::nn::weight_as_image_conv2d(x, w, {}, 1, 1).has_value());  // autograd records
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(lumen::nn::weight_as_image_conv2d(torch::randn({2, 24, 9, 8}), w, {}, 1, 1).has_value());  // 144 pixels
+  lumen::nn::set_weight_as_image(false);
+  EXPECT_FALSE(lumen::nn::weight_as_image_conv2d(x, w, {}, 1, 1).has_value());
+  lumen::nn::set_weight_as_image(true);
 }
 
 // The VAE's channels-last inference gives what NCHW gives, and hands back

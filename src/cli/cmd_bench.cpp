@@ -16,7 +16,8 @@ Runner add_bench_command(CLI::App& app) {
     std::string dtype = "f32";
     int64_t size = 0;
     double attention_chunk_mb = -1;
-    bool json = false, no_machine = false, no_fast_softmax = false, no_fused_attention = false, no_onednn_linear = false, accuracy = false;
+    bool json = false, no_machine = false, no_fast_softmax = false, no_fused_attention = false, no_onednn_linear = false, no_weight_as_image = false,
+         accuracy = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("bench", "Time a model's phases and count a UNet step's FLOPs against this machine's rates");
@@ -43,6 +44,8 @@ Runner add_bench_command(CLI::App& app) {
                 "attention as batched products and a softmax (score matrices in memory) instead of Lumen's fused AVX-512 kernel");
   cmd->add_flag("--no-fast-softmax", a->no_fast_softmax, "attention softmax by LibTorch instead of Lumen's AVX-512 kernel");
   cmd->add_flag("--no-onednn-linear", a->no_onednn_linear, "linear layers by LibTorch's BLAS instead of oneDNN 1x1 convolutions");
+  cmd->add_flag("--no-weight-as-image", a->no_weight_as_image,
+                "few-row f32 linear layers and few-pixel convolutions without the weight as oneDNN's image");
   cmd->add_flag("--accuracy", a->accuracy, "after the phases: one seeded generation in f32, then in bf16; PSNR of latents and image");
   cmd->add_flag("--no-machine", a->no_machine, "skip measuring the machine's GEMM and convolution rates");
   cmd->add_flag("--json", a->json, "print the report as JSON");
@@ -62,6 +65,7 @@ Runner add_bench_command(CLI::App& app) {
     o.fused_attention = !a->no_fused_attention;
     o.accuracy = a->accuracy;
     o.onednn_linear = !a->no_onednn_linear;
+    o.weight_as_image = !a->no_weight_as_image;
     if (a->attention_chunk_mb >= 0) o.attention_chunk_bytes = static_cast<int64_t>(a->attention_chunk_mb * (1 << 20));
     o.on_phase = [](const std::string& phase) { std::cerr << "bench: " << phase << "...\n"; };
     const BenchReport report = run_bench(o);

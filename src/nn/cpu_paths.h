@@ -14,6 +14,12 @@ namespace lumen::nn {
 void set_onednn_linear(bool enabled);
 bool onednn_linear_enabled();
 
+// Products whose weight is the larger operand (f32 linear layers of few rows,
+// convolutions with few output pixels) with the weight as oneDNN's image
+// (nn/weight_as_image.h). On by default; `bench --no-weight-as-image` turns it off.
+void set_weight_as_image(bool enabled);
+bool weight_as_image_enabled();
+
 // bf16 attention: scores and softmax input in bf16 (faster) or q and k
 // upcast to f32 first (the scores in f32). On by default.
 void set_bf16_attention_scores(bool enabled);

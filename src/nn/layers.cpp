@@ -10,6 +10,7 @@
 #include "nn/fused_attention.h"
 #include "nn/cpu_paths.h"
 #include "nn/op_profile.h"
+#include "nn/weight_as_image.h"
 
 namespace lumen::nn {
 
@@ -25,21 +26,30 @@ torch::Tensor add_deltas(torch::Tensor y, const WeightDeltas& deltas, const torc
 
 std::atomic<bool> g_onednn_linear{true};
 std::atomic<bool> g_bf16_scores{true};
-// Below this many rows the convolution's set-up outweighs the faster kernel.
+// Below this many rows a linear layer is not run as a convolution of its
+// activations: oneDNN's per-call re-layout of the weight outweighs its faster
+// kernel. f32 then takes the weight as the image (nn/weight_as_image.h); bf16
+// the GEMM (oneDNN matmul), which beat both below 256 rows (at 128 rows:
+// 545-650 GFLOP/s against 300-480 and, mixed, 540-710).
 constexpr int64_t kOnednnLinearMinRows = 256;
 
+// x [..., C] times weight [O, C]ᵀ as a 1x1 convolution (oneDNN) of the
+// activations, [1,C,N,1] channels-last, a view.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   const int64_t in = weight.size(1), out = weight.size(0), rows = x.numel() / in;
   const auto type = x.scalar_type();
-  const bool fits = g_onednn_linear && rows >= kOnednnLinearMinRows && x.is_cpu() && type == weight.scalar_type() &&
+  const bool fits = rows > 0 && x.is_cpu() && type == weight.scalar_type() &&
                     (type == torch::kFloat || type == torch::kBFloat16) && !autograd_records(x, weight);
-  if (!fits) return torch::linear(x, weight, bias);
-  auto image = x.contiguous().view({1, rows, 1, in}).permute({0, 3, 1, 2});  // [1,C,N,1], channels-last
-  auto kernel = weight.view({out, in, 1, 1});
-  auto y = torch::conv2d(image, kernel, bias).permute({0, 2, 3, 1});  // [1,N,1,O]
   auto shape = x.sizes().vec();
   shape.back() = out;
-  return y.reshape(shape);
+  if (fits && g_onednn_linear && rows >= kOnednnLinearMinRows) {
+    auto image = x.contiguous().view({1, rows, 1, in}).permute({0, 3, 1, 2});  // [1,C,N,1], channels-last
+    auto y = torch::conv2d(image, weight.view({out, in, 1, 1}), bias).permute({0, 2, 3, 1});  // [1,N,1,O]
+    return y.reshape(shape);
+  }
+  if (fits && type == torch::kFloat && weight_as_image_enabled())
+    return rows_times_weight(x.reshape({rows, in}), weight, bias).view(shape);
+  return torch::linear(x, weight, bias);
 }
 }  // namespace
 
@@ -64,8 +74,9 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   const int64_t k = weight.size(2);
   auto out_len = [&](int64_t n) { return (n + 2 * padding - k) / stride + 1; };
   OpTimer timer(OpKind::Conv, conv2d_flops(x.size(0), weight.size(1), weight.size(0), k, out_len(x.size(2)), out_len(x.size(3))));
-  auto packed_y = prepacked_conv2d(packed, x, weight, bias, stride, padding);
-  auto y = packed_y ? *packed_y : torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  auto fast_y = prepacked_conv2d(packed, x, weight, bias, stride, padding);
+  if (!fast_y) fast_y = weight_as_image_conv2d(x, weight, bias, stride, padding);
+  auto y = fast_y ? *fast_y : torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
   return deltas.empty() ? y : add_deltas(std::move(y), deltas, x);
 }
 

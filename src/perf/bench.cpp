@@ -138,6 +138,8 @@ BenchReport run_bench(const BenchOptions& o) {
   r.fused_attention = nn::fused_attention_enabled();
   nn::set_onednn_linear(o.onednn_linear);
   r.onednn_linear = nn::onednn_linear_enabled();
+  nn::set_weight_as_image(o.weight_as_image);
+  r.weight_as_image = nn::weight_as_image_enabled();
   r.conv_prepack = nn::conv_prepack_enabled();
   r.bf16_attention_scores = nn::bf16_attention_scores();
   if (o.measure_machine) {
@@ -269,6 +271,7 @@ nlohmann::json bench_report_json(const BenchReport& r) {
           {"fast_softmax", r.fast_softmax},
           {"fused_attention", r.fused_attention},
           {"onednn_linear", r.onednn_linear},
+          {"weight_as_image", r.weight_as_image},
           {"conv_prepack", r.conv_prepack},
           {"bf16_attention_scores", r.bf16_attention_scores},
           {"bf16_accuracy", std::isnan(r.bf16_latents_psnr_db)
@@ -304,6 +307,7 @@ std::string bench_report_text(const BenchReport& r) {
       << (r.device == "cpu" ? "" : " on " + r.device) << ", " << r.width << "x" << r.height << ", UNet batch "
       << r.unet_batch << ", " << r.threads << " threads"
       << (r.fused_attention ? ", fused attention" : "") << (r.fast_softmax ? "" : ", ATen softmax") << (r.onednn_linear ? "" : ", BLAS linear")
+      << (r.weight_as_image ? "" : ", no weight-as-image")
       << (r.conv_prepack ? ", prepacked conv weights" : "")
       << (r.bf16_attention_scores ? "" : ", f32 attention scores") << "\n\n";
   out << "phase            min s   median s   calls\n";

@@ -31,6 +31,7 @@ struct BenchOptions {
   bool fast_softmax = true;            // the AVX-512 attention softmax where the CPU has it
   bool fused_attention = true;         // attention in one pass without score matrices (nn/fused_attention.h)
   bool onednn_linear = true;           // linear layers as oneDNN 1x1 convolutions (nn/cpu_paths.h)
+  bool weight_as_image = true;         // few-row products with the weight as oneDNN's image (nn/cpu_paths.h)
   bool accuracy = false;  // f32 model only: one seeded generation in f32, then again with the model in bf16
   bool measure_machine = true;
   std::vector<std::string> phases;  // of text_encode, unet_step, vae_decode, generation; empty: all
@@ -52,6 +53,7 @@ struct BenchReport {
   bool fast_softmax = false;  // in use (asked for and supported)
   bool fused_attention = false;
   bool onednn_linear = false;
+  bool weight_as_image = false;
   bool conv_prepack = false;  // set by the caller (`lumen --prepack-conv`), reported here
   bool bf16_attention_scores = true;  // `lumen --f32-attention-scores` turns it off
   // --accuracy: bf16 against f32, same seed and steps; PSNR of the final
