@@ -9,7 +9,9 @@
 # Builds the `lumen` of commit 31cc1b2 (the last one before the issue's work
 # began) in a git worktree under $WORK (default /tmp/lumen-issue-start) once,
 # and writes the random model there. Rounds alternate old, new, old, new...
-# Prints one line per run and the per-step medians.
+# Prints one line per run and the per-step medians. Needs /usr/bin/time
+# (Debian's `time`). The worktree is registered in this checkout: remove it
+# with `git worktree remove --force $WORK/tree`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:?size}
@@ -21,6 +23,7 @@ new_bin=$PWD/build/lumen
 old_tree=$work/tree
 old_bin=$old_tree/build/lumen
 mkdir -p "$work"
+[ -x /usr/bin/time ] || { echo "against_issue_start: /usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
 
 if [ ! -x "$old_bin" ]; then
   [ -d "$old_tree" ] || git worktree add --detach "$old_tree" "$start_commit" >/dev/null
@@ -49,16 +52,16 @@ for round in $(seq "$rounds"); do
   for which in old new; do
     bin=$old_bin
     [ "$which" = new ] && bin=$new_bin
-    read -r t1 m1 < <(run "$bin" 1)
+    read -r t1 _ < <(run "$bin" 1)
     read -r t4 m4 < <(run "$bin" 4)
-    step=$(echo "($t4 - $t1) / 3" | bc -l)
+    step=$(awk -v a="$t1" -v b="$t4" 'BEGIN {print (b - a) / 3}')
     per_step[$which]+="$step "
     printf '%s round %d: 1 step %.2f s, 4 steps %.2f s, %.3f s/step, peak RSS %.2f GB\n' \
-      "$which" "$round" "$t1" "$t4" "$step" "$(echo "$m4 / 1048576" | bc -l)"
+      "$which" "$round" "$t1" "$t4" "$step" "$(awk -v kb="$m4" 'BEGIN {print kb / 1048576}')"
   done
 done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 old=$(echo "${per_step[old]}" | median)
 new=$(echo "${per_step[new]}" | median)
 printf '%s² %s: issue start %.3f s/step, now %.3f s/step, %.2fx (medians of %d)\n' \
-  "$size" "$dtype" "$old" "$new" "$(echo "$old / $new" | bc -l)" "$rounds"
+  "$size" "$dtype" "$old" "$new" "$(awk -v a="$old" -v b="$new" 'BEGIN {print a / b}')" "$rounds"
