@@ -41,6 +41,8 @@ LaunchEnv launch_env_from_environment() {
   env.local_rank = env_int("LOCAL_RANK", env.rank, 0, 4095);
   env.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
   env.timeout_seconds = env_int("LUMEN_DIST_TIMEOUT_S", 1800, 1, 86400);
+  env.overlap = env_int("LUMEN_DIST_OVERLAP", 1, 0, 1) == 1;
+  env.bucket_mb = env_int("LUMEN_DIST_BUCKET_MB", 25, 1, 4096);
   if (const char* addr = std::getenv("MASTER_ADDR"); addr && *addr) env.master_addr = addr;
   if (env.rank >= env.world_size)
     throw Error("environment variable RANK=" + std::to_string(env.rank),
@@ -102,7 +104,7 @@ void DataParallel::broadcast_parameters() {
   torch::NoGradGuard no_grad;
   for (auto& p : parameters_) {
     std::vector<torch::Tensor> one{p.data()};
-    group_->broadcast(one)->wait();
+    wait_for(*group_->broadcast(one), "broadcast of the parameters");
   }
 }
 
@@ -117,7 +119,18 @@ void DataParallel::prepare_backward() {
   next_launch_ = 0;
 }
 
+void DataParallel::wait_for(c10d::Work& work, const char* what) {
+  try {
+    work.wait();
+  } catch (const std::exception& e) {
+    throw Error("data-parallel training, rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world_size),
+                std::string(what) + " failed (another rank stopped, or the network failed; the last checkpoint is kept): " +
+                    e.what());
+  }
+}
+
 void DataParallel::on_gradient(size_t parameter, const torch::Tensor& grad) {
+  if (!sync_) return;  // an accumulation pass: autograd adds grad to .grad
   if (seen_[parameter]) throw Error("data-parallel training", "a parameter received two gradients in one backward pass");
   seen_[parameter] = true;
   Bucket& b = buckets_[bucket_of_[parameter]];
@@ -125,9 +138,12 @@ void DataParallel::on_gradient(size_t parameter, const torch::Tensor& grad) {
   while (b.members[slot] != parameter) ++slot;
   {
     torch::NoGradGuard no_grad;
-    b.flat.narrow(0, b.offsets[slot], grad.numel()).copy_(grad.reshape({-1}));
+    auto into = b.flat.narrow(0, b.offsets[slot], grad.numel());
+    into.copy_(grad.reshape({-1}));
+    // Earlier passes of this step: the hook runs before autograd adds grad.
+    if (const auto& earlier = parameters_[parameter].grad(); earlier.defined()) into.add_(earlier.reshape({-1}));
   }
-  if (++b.ready == b.members.size()) launch_ready_buckets();
+  if (++b.ready == b.members.size() && env_.overlap) launch_ready_buckets();
 }
 
 // Starts every full bucket whose predecessors have started: all ranks then
@@ -145,12 +161,27 @@ void DataParallel::launch(Bucket& bucket) {
 
 void DataParallel::finish_backward() {
   launched_during_backward_ = next_launch_;
-  // Parameters this rank did not use: their zeros are already in the bucket.
+  // Parameters the syncing pass did not reach: what earlier passes of the step
+  // accumulated (their buckets cannot have started), else zeros.
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < parameters_.size(); ++k) {
+      const auto& earlier = parameters_[k].grad();
+      if (seen_[k] || !earlier.defined()) continue;
+      Bucket& b = buckets_[bucket_of_[k]];
+      size_t slot = 0;
+      while (b.members[slot] != k) ++slot;
+      b.flat.narrow(0, b.offsets[slot], earlier.numel()).copy_(earlier.reshape({-1}));
+    }
+  }
   while (next_launch_ < buckets_.size()) launch(buckets_[next_launch_++]);
   torch::NoGradGuard no_grad;
   const double scale = 1.0 / env_.world_size;
+  last_wait_seconds_ = 0;
   for (auto& b : buckets_) {
-    b.work->wait();
+    const auto before = std::chrono::steady_clock::now();
+    wait_for(*b.work, "all-reduce of the gradients");
+    last_wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - before).count();
     b.flat.mul_(scale);
     for (size_t slot = 0; slot < b.members.size(); ++slot) {
       auto& p = parameters_[b.members[slot]];
@@ -169,7 +200,7 @@ void DataParallel::average_gradients(const std::vector<torch::Tensor>& parameter
   for (const auto& p : parameters)
     flat_parts.push_back(p.grad().defined() ? p.grad().reshape({-1}).to(torch::kFloat) : torch::zeros({p.numel()}));
   std::vector<torch::Tensor> one{torch::cat(flat_parts)};
-  group_->allreduce(one)->wait();
+  wait_for(*group_->allreduce(one), "all-reduce of the gradients");
   one[0].div_(env_.world_size);
   int64_t at = 0;
   for (auto p : parameters) {
@@ -184,8 +215,27 @@ void DataParallel::average_gradients(const std::vector<torch::Tensor>& parameter
 
 double DataParallel::mean(double value) {
   std::vector<torch::Tensor> one{torch::tensor({value}, torch::kDouble)};
-  group_->allreduce(one)->wait();
+  wait_for(*group_->allreduce(one), "all-reduce of the loss");
   return one[0].item<double>() / env_.world_size;
+}
+
+void DataParallel::check_identical(const std::vector<torch::Tensor>& parameters) {
+  uint64_t hash = 14695981039346656037ull;  // FNV-1a over every byte
+  for (const auto& p : parameters) {
+    const auto bytes = p.detach().contiguous();
+    const auto* data = static_cast<const unsigned char*>(bytes.data_ptr());
+    for (size_t i = 0, n = bytes.numel() * bytes.element_size(); i < n; ++i) hash = (hash ^ data[i]) * 1099511628211ull;
+  }
+  // Split in two halves: exact in int64 whatever the sign.
+  auto mine = torch::tensor({static_cast<int64_t>(hash >> 32), static_cast<int64_t>(hash & 0xffffffffu)}, torch::kLong);
+  std::vector<torch::Tensor> one{mine.clone()};
+  wait_for(*group_->broadcast(one), "broadcast of rank 0's weight hash");
+  // Every rank learns how many differ, so all stop together.
+  std::vector<torch::Tensor> differ{torch::tensor({one[0].equal(mine) ? int64_t{0} : int64_t{1}}, torch::kLong)};
+  wait_for(*group_->allreduce(differ), "all-reduce of the weight check");
+  if (const int64_t n = differ[0].item<int64_t>(); n > 0)
+    throw Error("data-parallel training, rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world_size),
+                "the weights of " + std::to_string(n) + " rank(s) differ from rank 0's at the end of the run (the ranks diverged)");
 }
 
 }  // namespace lumen::train

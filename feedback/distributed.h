@@ -7,7 +7,9 @@
 // hook on each parameter copies its gradient into its bucket, and a full
 // bucket's all-reduce starts at once, so communication overlaps the rest of
 // the backward pass. Buckets are launched in index order on every rank, as
-// collectives must match.
+// collectives must match. With several backward passes per step (gradient
+// accumulation), only the last one syncs: the hooks then add the gradients
+// accumulated so far, as DDP's no_sync does.
 #pragma once
 #include <torch/torch.h>
 
@@ -32,6 +34,11 @@ struct LaunchEnv {
   // LUMEN_DIST_TIMEOUT_S, default 30 min. A rank that fails ends the others only
   // then, unless the launcher stops them (torchrun does).
   int timeout_seconds = 1800;
+  // LUMEN_DIST_OVERLAP=0 starts every all-reduce after the backward pass
+  // instead of during it: for measuring what the overlap saves.
+  bool overlap = true;
+  // LUMEN_DIST_BUCKET_MB: the size of a gradient bucket (DDP's bucket_cap_mb).
+  int bucket_mb = 25;
   bool distributed() const { return world_size > 1; }
 };
 
@@ -53,16 +60,25 @@ class DataParallel {
   // Buckets whose all-reduce had started before the last finish_backward():
   // the communication that overlapped the backward pass.
   size_t launched_during_backward() const { return launched_during_backward_; }
+  // Seconds the last finish_backward() spent waiting for all-reduces: the
+  // communication the backward pass did not hide.
+  double last_wait_seconds() const { return last_wait_seconds_; }
 
   // Rank 0's parameter values to every rank, so all start equal.
   void broadcast_parameters();
-  // Before each backward pass: empties the buckets.
+  // Before the backward pass that syncs (the last of a step): empties the
+  // buckets. Backward passes before it in the same step (sync = false in
+  // set_sync) only accumulate into .grad.
   void prepare_backward();
+  void set_sync(bool sync) { sync_ = sync; }
   // After it: launches what is left (a parameter without a gradient counts as
   // zero), waits, and sets every parameter's grad to the mean over ranks.
   void finish_backward();
   // The mean of a number over ranks (losses for the log).
   double mean(double value);
+  // Throws a lumen::Error if any rank's `parameters` differ in any bit from
+  // rank 0's (compared by a 64-bit hash of their bytes).
+  void check_identical(const std::vector<torch::Tensor>& parameters);
   // Sets the grads of `parameters` (not those given at construction: a
   // discriminator's, say) to their mean over ranks, in one all-reduce; a
   // missing grad counts as zero.
@@ -87,6 +103,10 @@ class DataParallel {
   std::vector<bool> seen_;         // per parameter, this backward pass
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0, launched_during_backward_ = 0;
+  bool sync_ = true;
+  double last_wait_seconds_ = 0;
+  // Waits for a collective; a failure (a rank gone, a timeout) becomes a lumen::Error.
+  void wait_for(c10d::Work& work, const char* what);
   std::vector<unsigned> hooks_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;

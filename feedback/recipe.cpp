@@ -317,6 +317,7 @@ Recipe parse_recipe(const std::string& path, const YAML::Node& root) {
   r.threads = static_cast<int>(f.integer("threads", 0, 0, 1024));
   r.steps = f.integer("steps", 0, 1, 1'000'000'000);
   r.batch_size = f.integer("batch_size", 1, 1, 4096);
+  r.data_shards = f.integer("data_shards", 0, 0, 4096);
   r.precision = f.choice("precision", r.precision, {"f32", "bf16"});
   r.gradient_checkpointing = f.get<bool>("gradient_checkpointing", false);
   r.ema_decay = f.number("ema_decay", 0, 0, 0.999999);

@@ -129,6 +129,10 @@ struct Recipe {
   uint64_t seed = 0;
   int threads = 0;
   int64_t steps = 0, batch_size = 1;
+  // Shards of the data per step, each of batch_size (0: one per process).
+  // Each process takes every WORLD_SIZE-th and accumulates their gradients, so
+  // a run sees the same data, noise and steps whatever the number of processes.
+  int64_t data_shards = 0;
   std::string precision = "f32";  // "f32" | "bf16" (autocast; weights and optimiser stay f32)
   bool gradient_checkpointing = false;  // UNet and VAE decoder recompute activations in backward
   DatasetSpec dataset;

@@ -294,11 +294,20 @@ void print_progress(bool enabled, int64_t step, int64_t steps, double loss, doub
 
 TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   if (recipe.threads > 0) set_threads(recipe.threads);
-  // Several processes (torchrun's variables): rank r draws the data of stream
-  // step·world + r; only rank 0 writes the run folder.
+  // Several processes (torchrun's variables): a step is `shards` batches, shard
+  // k drawn from stream step·shards + k; rank r takes shards r, r + world, …
+  // (one, stream step·world + r, by default). Only rank 0 writes the run folder.
   const LaunchEnv launch = launch_env_from_environment();
   const bool writer = launch.rank == 0;
   const auto world = static_cast<int64_t>(launch.world_size);
+  const int64_t shards = recipe.data_shards > 0 ? recipe.data_shards : world;
+  if (shards % world != 0)
+    throw Error(recipe.file, "data_shards: " + std::to_string(shards) + " is not a multiple of WORLD_SIZE=" +
+                                 std::to_string(world) + " (each process takes the same number of shards)");
+  const int64_t local_shards = shards / world;
+  if (local_shards > 1 && recipe.task == Task::Feedback)
+    throw Error(recipe.file, "data_shards above the number of processes (gradient accumulation) is not supported "
+                             "by task: feedback (its discriminator steps inside each batch)");
   const std::string out = recipe.output;
   const std::string ckpt_dir = out + "/checkpoints";
   const std::string resume_from = latest_checkpoint(ckpt_dir);
@@ -323,7 +332,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   // The rendezvous: every rank has passed the checks above before rank 0 writes.
   std::unique_ptr<DataParallel> parallel;
   if (launch.distributed()) {
-    parallel = std::make_unique<DataParallel>(launch, tensors);
+    parallel = std::make_unique<DataParallel>(launch, tensors, static_cast<size_t>(launch.bucket_mb) << 20);
     objective->use_data_parallel(parallel.get());
   }
 
@@ -413,27 +422,51 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
   while (step < stop_at) {
     const double lr = learning_rate(o, step, recipe.steps);
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    const int64_t stream = step * world + launch.rank;  // = step in one process
-    auto gen = at::detail::createCPUGenerator(mix_seed(recipe.seed, static_cast<uint64_t>(stream), 1));
-    const Batch batch = dataset->batch(recipe.seed, stream, recipe.batch_size);
+    const double step_start = now_seconds();
     Metrics metrics;
     optimizer.zero_grad();
-    torch::Tensor loss;
-    {
-      AutocastScope autocast(recipe.precision == "bf16");
-      loss = objective->loss(batch, gen, metrics);
+    double local_loss = 0;
+    for (int64_t j = 0; j < local_shards; ++j) {
+      const int64_t stream = step * shards + launch.rank + j * world;  // = step in one process
+      auto gen = at::detail::createCPUGenerator(mix_seed(recipe.seed, static_cast<uint64_t>(stream), 1));
+      const Batch batch = dataset->batch(recipe.seed, stream, recipe.batch_size);
+      Metrics shard_metrics;
+      torch::Tensor loss;
+      {
+        AutocastScope autocast(recipe.precision == "bf16");
+        loss = objective->loss(batch, gen, shard_metrics);
+      }
+      for (const auto& [k, v] : shard_metrics) metrics[k] += v / static_cast<double>(local_shards);
+      local_loss += loss.item<double>() / static_cast<double>(local_shards);
+      if (local_shards > 1) loss = loss / static_cast<double>(local_shards);
+      const bool last = j + 1 == local_shards;
+      if (!last) {
+        if (parallel) parallel->set_sync(false);
+        loss.backward();
+        continue;
+      }
+      // Over all ranks, so that every rank stops together on a non-finite loss.
+      const double mean_loss = parallel ? parallel->mean(local_loss) : local_loss;
+      if (!std::isfinite(mean_loss))
+        throw Error(out, "the loss became " + std::to_string(mean_loss) + " at step " + std::to_string(step + 1) +
+                             " (lower optimizer.lr or raise warmup_steps; the last checkpoint is kept)");
+      local_loss = mean_loss;
+      if (parallel) {
+        parallel->set_sync(true);
+        parallel->prepare_backward();
+      }
+      loss.backward();
+      if (parallel) parallel->finish_backward();
     }
-    // Over all ranks, so that every rank stops together on a non-finite loss.
-    const double loss_value = parallel ? parallel->mean(loss.item<double>()) : loss.item<double>();
-    if (!std::isfinite(loss_value))
-      throw Error(out, "the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step + 1) +
-                           " (lower optimizer.lr or raise warmup_steps; the last checkpoint is kept)");
-    if (parallel) parallel->prepare_backward();
-    loss.backward();
-    if (parallel) parallel->finish_backward();
+    const double loss_value = local_loss;
     double grad_norm = 0;
     if (o.grad_clip > 0) grad_norm = torch::nn::utils::clip_grad_norm_(tensors, o.grad_clip);
     optimizer.step();
+    if (parallel) {
+      // Rank 0's timings: how much of a step waited on communication.
+      metrics["comm_wait_s"] = parallel->last_wait_seconds();
+      metrics["step_s"] = now_seconds() - step_start;
+    }
     if (ema) ema->update(params, step);
     ++step;
     result.losses.push_back(loss_value);
@@ -476,6 +509,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     if (writer && (step % recipe.checkpoint_every == 0 || step == stop_at))
       save_checkpoint(step, previous_seconds + elapsed);
   }
+  if (parallel) parallel->check_identical(tensors);
   result.last_step = step;
   result.seconds = now_seconds() - start;
   result.total_seconds = previous_seconds + result.seconds;

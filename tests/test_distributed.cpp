@@ -10,10 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <functional>
 #include <thread>
 
 #include "distributed.h"
 #include "error.h"
+#include "io/safetensors_torch.h"
 
 namespace {
 
@@ -107,6 +109,93 @@ TEST(DataParallel, BucketedAllReduceGivesTheWholeBatchGradient) {
   }
 }
 
+// Runs fn(rank, env) for two ranks as threads; returns each rank's error ("" if none).
+std::vector<std::string> two_ranks(const std::function<void(int, const LaunchEnv&)>& fn) {
+  static int calls = 0;  // a fresh port for each group
+  const int port = 28000 + static_cast<int>(::getpid() % 200) * 5 + calls++ % 5;
+  std::vector<std::string> errors(2);
+  auto run = [&](int rank) {
+    try {
+      LaunchEnv env;
+      env.world_size = 2;
+      env.rank = rank;
+      env.master_port = port;
+      env.timeout_seconds = 20;
+      fn(rank, env);
+    } catch (const std::exception& e) {
+      errors[static_cast<size_t>(rank)] = e.what();
+    }
+  };
+  std::thread r0(run, 0), r1(run, 1);
+  r0.join();
+  r1.join();
+  return errors;
+}
+
+// Several backward passes per step (gradient accumulation): only the last
+// syncs, and the bucket carries the sum of all of them, also for a parameter
+// the syncing pass did not reach. Without overlap nothing starts in backward.
+TEST(DataParallel, AccumulatedPassesAndNoOverlap) {
+  torch::manual_seed(5);
+  const auto x = torch::randn({8, 3, 6, 6});
+  Net reference;
+  // Rank r's shards are x[4r..4r+1] (uses extra) and x[4r+2..4r+3] (does not); each weighs 1/2.
+  auto total = torch::zeros({});
+  for (int rank = 0; rank < 2; ++rank)
+    total = total + (reference.loss(x.narrow(0, 4 * rank, 2), true) + reference.loss(x.narrow(0, 4 * rank + 2, 2), false)) / 4;
+  total.backward();
+  for (bool overlap : {true, false}) {
+    std::vector<std::vector<torch::Tensor>> grads(2);
+    std::vector<size_t> overlapped(2);
+    const auto errors = two_ranks([&](int rank, LaunchEnv env) {
+      env.overlap = overlap;
+      Net net;
+      {
+        torch::NoGradGuard no_grad;
+        auto ours = net.parameters(), theirs = reference.parameters();
+        for (size_t i = 0; i < ours.size(); ++i) ours[i].copy_(theirs[i]);
+      }
+      DataParallel dp(env, net.parameters(), /*bucket_bytes=*/100);
+      dp.set_sync(false);
+      (net.loss(x.narrow(0, 4 * rank, 2), true) / 2).backward();
+      dp.set_sync(true);
+      dp.prepare_backward();
+      (net.loss(x.narrow(0, 4 * rank + 2, 2), false) / 2).backward();
+      dp.finish_backward();
+      overlapped[static_cast<size_t>(rank)] = dp.launched_during_backward();
+      EXPECT_GE(dp.last_wait_seconds(), 0.0);
+      for (auto& p : net.parameters()) grads[static_cast<size_t>(rank)].push_back(p.grad().clone());
+    });
+    ASSERT_EQ(errors[0], "");
+    ASSERT_EQ(errors[1], "");
+    if (!overlap) EXPECT_EQ(overlapped[0] + overlapped[1], 0u);
+    const auto expected = reference.parameters();
+    for (int rank = 0; rank < 2; ++rank)
+      for (size_t i = 0; i < expected.size(); ++i)
+        EXPECT_TRUE(torch::allclose(grads[rank][i], expected[i].grad(), 1e-5, 1e-6))
+            << "overlap " << overlap << " rank " << rank << " param " << i;
+  }
+}
+
+// The end-of-run check: equal weights pass, one differing bit stops every rank.
+TEST(DataParallel, RanksWithDifferentWeightsAllStop) {
+  for (bool differ : {false, true}) {
+    const auto errors = two_ranks([&](int rank, const LaunchEnv& env) {
+      auto w = torch::linspace(0, 1, 10);
+      if (differ && rank == 1) w[3] = std::nextafter(w[3].item<float>(), 2.0f);
+      w.set_requires_grad(true);
+      DataParallel dp(env, {w});
+      dp.check_identical({w});
+    });
+    for (int rank = 0; rank < 2; ++rank) {
+      if (differ)
+        EXPECT_NE(errors[rank].find("the weights of 1 rank(s) differ from rank 0's"), std::string::npos) << errors[rank];
+      else
+        EXPECT_EQ(errors[rank], "");
+    }
+  }
+}
+
 TEST(DataParallel, LaunchVariablesAreChecked) {
   ::setenv("WORLD_SIZE", "2", 1);
   ::setenv("RANK", "2", 1);
@@ -120,6 +209,16 @@ TEST(DataParallel, LaunchVariablesAreChecked) {
   ::setenv("LUMEN_DIST_TIMEOUT_S", "0", 1);
   EXPECT_THROW(lumen::train::launch_env_from_environment(), lumen::Error);
   ::setenv("LUMEN_DIST_TIMEOUT_S", "5", 1);
+  ::setenv("LUMEN_DIST_OVERLAP", "2", 1);
+  EXPECT_THROW(lumen::train::launch_env_from_environment(), lumen::Error);
+  ::setenv("LUMEN_DIST_OVERLAP", "0", 1);
+  ::setenv("LUMEN_DIST_BUCKET_MB", "4", 1);
+  EXPECT_FALSE(lumen::train::launch_env_from_environment().overlap);
+  EXPECT_EQ(lumen::train::launch_env_from_environment().bucket_mb, 4);
+  ::setenv("LUMEN_DIST_BUCKET_MB", "0", 1);
+  EXPECT_THROW(lumen::train::launch_env_from_environment(), lumen::Error);
+  ::unsetenv("LUMEN_DIST_OVERLAP");
+  ::unsetenv("LUMEN_DIST_BUCKET_MB");
   const auto env = lumen::train::launch_env_from_environment();
   EXPECT_EQ(env.timeout_seconds, 5);
   EXPECT_EQ(env.world_size, 2);
@@ -133,25 +232,35 @@ TEST(DataParallel, LaunchVariablesAreChecked) {
 // `lumen train` as two processes, launched with torchrun's variables: rank 0
 // alone writes the run, the logged loss is the mean over ranks, and the run
 // resumes in one process (a different world size).
+// A tiny VAE recipe writing to `output`, with `extra` lines appended.
+void write_vae_recipe(const std::string& path, const std::string& output, const std::string& extra = "") {
+  std::ofstream(path) << "task: vae\noutput: " << output << "\nseed: 3\nthreads: 1\nsteps: 4\n"
+                      << "batch_size: 2\ndataset: {type: shapes, width: 32, height: 32}\n"
+                      << "optimizer: {lr: 2.0e-3, warmup_steps: 1, grad_clip: 1.0}\n"
+                      << "checkpoint_every: 1000\nlog_every: 1\n"
+                      << "vae:\n  config:\n    block_out_channels: [8, 16]\n"
+                      << "    down_block_types: [DownEncoderBlock2D, DownEncoderBlock2D]\n"
+                      << "    up_block_types: [UpDecoderBlock2D, UpDecoderBlock2D]\n"
+                      << "    layers_per_block: 1\n    norm_num_groups: 4\n    latent_channels: 4\n"
+                      << extra;
+}
+
+// `lumen train ARGS` as ranks 0 and 1 on loopback, each logging to DIR/rankN.log;
+// the bash command's exit status is the sum of theirs.
+std::string two_process_command(const std::string& dir, const std::string& port, const std::string& args) {
+  auto rank = [&](int r) {
+    return "WORLD_SIZE=2 RANK=" + std::to_string(r) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " +
+           LUMEN_BINARY + " train " + args + " > " + dir + "/rank" + std::to_string(r) + ".log 2>&1";
+  };
+  return "bash -c '(" + rank(1) + ") & pid=$!; " + rank(0) + "; r0=$?; wait $pid; r1=$?; exit $((r0 + r1))'";
+}
+
 TEST(DataParallelCli, TwoProcessesTrainAndOneResumes) {
   char tmpl[] = "/tmp/lumen_ddp_XXXXXX";
   const std::string dir = ::mkdtemp(tmpl);
-  std::ofstream(dir + "/vae.yaml") << "task: vae\noutput: " << dir << "/run\nseed: 3\nthreads: 1\nsteps: 4\n"
-                                   << "batch_size: 2\ndataset: {type: shapes, width: 32, height: 32}\n"
-                                   << "optimizer: {lr: 2.0e-3, warmup_steps: 1, grad_clip: 1.0}\n"
-                                   << "checkpoint_every: 1000\nlog_every: 1\n"
-                                   << "vae:\n  config:\n    block_out_channels: [8, 16]\n"
-                                   << "    down_block_types: [DownEncoderBlock2D, DownEncoderBlock2D]\n"
-                                   << "    up_block_types: [UpDecoderBlock2D, UpDecoderBlock2D]\n"
-                                   << "    layers_per_block: 1\n    norm_num_groups: 4\n    latent_channels: 4\n";
+  write_vae_recipe(dir + "/vae.yaml", dir + "/run");
   const std::string port = std::to_string(29700 + ::getpid() % 1000);
-  const std::string train = std::string(LUMEN_BINARY) + " train " + dir + "/vae.yaml --stop-after 2";
-  auto rank = [&](int r) {
-    return "WORLD_SIZE=2 RANK=" + std::to_string(r) + " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " " + train +
-           " > " + dir + "/rank" + std::to_string(r) + ".log 2>&1";
-  };
-  const std::string both = "(" + rank(1) + ") & pid=$!; " + rank(0) + "; r0=$?; wait $pid; r1=$?; exit $((r0 + r1))";
-  ASSERT_EQ(std::system(("bash -c '" + both + "'").c_str()), 0);
+  ASSERT_EQ(std::system(two_process_command(dir, port, dir + "/vae.yaml --stop-after 2").c_str()), 0);
   EXPECT_TRUE(std::filesystem::exists(dir + "/run/checkpoints/step-00000002/trainable.safetensors"));
   std::ifstream metrics(dir + "/run/metrics.jsonl");
   std::string line;
@@ -181,3 +290,96 @@ TEST(DataParallelCli, TwoProcessesTrainAndOneResumes) {
 
 }  // namespace
 
+
+namespace {
+
+// With `data_shards: 2` a step is the same two batches whatever the number of
+// processes: 2 processes × 1 shard each must train the same weights as 1
+// process accumulating both (tolerance 1e-6; on this machine they are
+// bit-identical, halving being exact), and every rank ends equal (the
+// trainer's end-of-run check would fail the run otherwise).
+TEST(DataParallelCli, TwoProcessesMatchOneAccumulatingTheSameShards) {
+  char tmpl[] = "/tmp/lumen_ddp_XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  write_vae_recipe(dir + "/one.yaml", dir + "/one", "data_shards: 2\n");
+  write_vae_recipe(dir + "/two.yaml", dir + "/two", "data_shards: 2\n");
+  write_vae_recipe(dir + "/odd.yaml", dir + "/odd", "data_shards: 3\n");
+  ASSERT_EQ(std::system((std::string(LUMEN_BINARY) + " train " + dir + "/one.yaml > " + dir + "/one.log 2>&1").c_str()), 0);
+  const std::string port = std::to_string(28700 + ::getpid() % 1000);
+  ASSERT_EQ(std::system(two_process_command(dir, port, dir + "/two.yaml").c_str()), 0);
+  const auto one = lumen::load_safetensors(dir + "/one/final/vae/diffusion_pytorch_model.safetensors");
+  const auto two = lumen::load_safetensors(dir + "/two/final/vae/diffusion_pytorch_model.safetensors");
+  ASSERT_EQ(one.size(), two.size());
+  for (const auto& [name, w] : one) {
+    ASSERT_TRUE(two.count(name)) << name;
+    EXPECT_LE((w - two.at(name)).abs().max().item<float>(), 1e-6f) << name;
+  }
+  // The metrics: the same losses, and the communication timings.
+  std::ifstream m1(dir + "/one/metrics.jsonl"), m2(dir + "/two/metrics.jsonl");
+  std::string l1, l2;
+  int lines = 0;
+  while (std::getline(m1, l1) && std::getline(m2, l2)) {
+    ++lines;
+    const auto loss = [](const std::string& line) { return std::stod(line.substr(line.find("\"loss\":") + 7)); };
+    EXPECT_NEAR(loss(l1), loss(l2), 1e-6) << l1 << "\n" << l2;
+    EXPECT_NE(l2.find("\"comm_wait_s\""), std::string::npos) << l2;
+    EXPECT_NE(l2.find("\"step_s\""), std::string::npos) << l2;
+  }
+  EXPECT_EQ(lines, 4);
+  // Shards that do not divide among the processes: a clear error before anything is written.
+  EXPECT_NE(std::system(two_process_command(dir, std::to_string(std::stoi(port) + 1), dir + "/odd.yaml").c_str()), 0);
+  std::stringstream odd;
+  odd << std::ifstream(dir + "/rank0.log").rdbuf();
+  EXPECT_NE(odd.str().find("data_shards: 3 is not a multiple of WORLD_SIZE=2"), std::string::npos) << odd.str();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/odd"));
+  std::filesystem::remove_all(dir);
+}
+
+// A rank killed mid-run (SIGKILL, no goodbye): the other stops with a clear
+// error within LUMEN_DIST_TIMEOUT_S (10 s here; Gloo sees the closed
+// connection at once), and the last checkpoint resumes.
+TEST(DataParallelCli, AKilledRankStopsTheOthers) {
+  char tmpl[] = "/tmp/lumen_ddp_XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  write_vae_recipe(dir + "/vae.yaml", dir + "/run");
+  {  // long enough to be killed in the middle, a checkpoint every 2 steps
+    std::string text;
+    std::stringstream in;
+    in << std::ifstream(dir + "/vae.yaml").rdbuf();
+    text = in.str();
+    text.replace(text.find("steps: 4"), 8, "steps: 100000");
+    text.replace(text.find("checkpoint_every: 1000"), 22, "checkpoint_every: 2");
+    std::ofstream(dir + "/vae.yaml") << text;
+  }
+  const std::string port = std::to_string(28800 + ::getpid() % 1000);
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " LUMEN_DIST_TIMEOUT_S=10 ";
+  const std::string train = std::string(LUMEN_BINARY) + " train " + dir + "/vae.yaml";
+  const std::string script =
+      "(RANK=1 " + env + "exec " + train + " > " + dir + "/rank1.log 2>&1) & p1=$!; "
+      "(RANK=0 " + env + "exec " + train + " > " + dir + "/rank0.log 2>&1) & p0=$!; "
+      "for i in $(seq 600); do ls " + dir + "/run/checkpoints 2>/dev/null | grep -q step && break; sleep 0.1; done; "
+      "kill -9 $p1; start=$(date +%s); "
+      "for i in $(seq 300); do kill -0 $p0 2>/dev/null || break; sleep 0.1; done; "
+      "if kill -0 $p0 2>/dev/null; then kill -9 $p0; exit 99; fi; "
+      "wait $p0; r0=$?; echo $(( $(date +%s) - start )) > " + dir + "/seconds; exit $r0";
+  std::ofstream(dir + "/kill.sh") << script;
+  const int status = std::system(("bash " + dir + "/kill.sh").c_str());
+  ASSERT_NE(WEXITSTATUS(status), 99) << "rank 0 still ran 30 s after rank 1 was killed";
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  int seconds = 0;
+  std::ifstream(dir + "/seconds") >> seconds;
+  EXPECT_LE(seconds, 12);
+  std::stringstream log;
+  log << std::ifstream(dir + "/rank0.log").rdbuf();
+  EXPECT_NE(log.str().find("lumen: error: data-parallel training, rank 0 of 2:"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("the last checkpoint is kept"), std::string::npos) << log.str();
+  // The last checkpoint is whole: one process resumes from it.
+  const std::string resume = train + " --resume --stop-after 1 > " + dir + "/resume.log 2>&1";
+  EXPECT_EQ(std::system(resume.c_str()), 0);
+  std::stringstream resumed;
+  resumed << std::ifstream(dir + "/resume.log").rdbuf();
+  EXPECT_NE(resumed.str().find("resuming " + dir + "/run from step"), std::string::npos) << resumed.str();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
