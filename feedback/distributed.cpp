@@ -119,11 +119,22 @@ void DataParallel::prepare_backward() {
   next_launch_ = 0;
 }
 
+std::string DataParallel::where() const {
+  return "data-parallel training, rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world_size);
+}
+
+torch::Tensor DataParallel::slot_of(size_t parameter) {
+  Bucket& b = buckets_[bucket_of_[parameter]];
+  size_t slot = 0;
+  while (b.members[slot] != parameter) ++slot;
+  return b.flat.narrow(0, b.offsets[slot], parameters_[parameter].numel());
+}
+
 void DataParallel::wait_for(c10d::Work& work, const char* what) {
   try {
     work.wait();
   } catch (const std::exception& e) {
-    throw Error("data-parallel training, rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world_size),
+    throw Error(where(),
                 std::string(what) + " failed (another rank stopped, or the network failed; the last checkpoint is kept): " +
                     e.what());
   }
@@ -134,11 +145,9 @@ void DataParallel::on_gradient(size_t parameter, const torch::Tensor& grad) {
   if (seen_[parameter]) throw Error("data-parallel training", "a parameter received two gradients in one backward pass");
   seen_[parameter] = true;
   Bucket& b = buckets_[bucket_of_[parameter]];
-  size_t slot = 0;
-  while (b.members[slot] != parameter) ++slot;
   {
     torch::NoGradGuard no_grad;
-    auto into = b.flat.narrow(0, b.offsets[slot], grad.numel());
+    auto into = slot_of(parameter);
     into.copy_(grad.reshape({-1}));
     // Earlier passes of this step: the hook runs before autograd adds grad.
     if (const auto& earlier = parameters_[parameter].grad(); earlier.defined()) into.add_(earlier.reshape({-1}));
@@ -167,11 +176,7 @@ void DataParallel::finish_backward() {
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < parameters_.size(); ++k) {
       const auto& earlier = parameters_[k].grad();
-      if (seen_[k] || !earlier.defined()) continue;
-      Bucket& b = buckets_[bucket_of_[k]];
-      size_t slot = 0;
-      while (b.members[slot] != k) ++slot;
-      b.flat.narrow(0, b.offsets[slot], earlier.numel()).copy_(earlier.reshape({-1}));
+      if (!seen_[k] && earlier.defined()) slot_of(k).copy_(earlier.reshape({-1}));
     }
   }
   while (next_launch_ < buckets_.size()) launch(buckets_[next_launch_++]);
@@ -234,8 +239,7 @@ void DataParallel::check_identical(const std::vector<torch::Tensor>& parameters)
   std::vector<torch::Tensor> differ{torch::tensor({one[0].equal(mine) ? int64_t{0} : int64_t{1}}, torch::kLong)};
   wait_for(*group_->allreduce(differ), "all-reduce of the weight check");
   if (const int64_t n = differ[0].item<int64_t>(); n > 0)
-    throw Error("data-parallel training, rank " + std::to_string(env_.rank) + " of " + std::to_string(env_.world_size),
-                "the weights of " + std::to_string(n) + " rank(s) differ from rank 0's at the end of the run (the ranks diverged)");
+    throw Error(where(), "the weights of " + std::to_string(n) + " rank(s) differ from rank 0's at the end of the run (the ranks diverged)");
 }
 
 }  // namespace lumen::train

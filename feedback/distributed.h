@@ -96,6 +96,11 @@ class DataParallel {
   void on_gradient(size_t parameter, const torch::Tensor& grad);
   void launch_ready_buckets();
   void launch(Bucket& bucket);
+  // A parameter's place in its bucket's flat tensor (a view).
+  torch::Tensor slot_of(size_t parameter);
+  // Waits for a collective; a failure (a rank gone, a timeout) becomes a lumen::Error.
+  void wait_for(c10d::Work& work, const char* what);
+  std::string where() const;  // "data-parallel training, rank r of W", for errors
 
   LaunchEnv env_;
   std::vector<torch::Tensor> parameters_;
@@ -105,8 +110,6 @@ class DataParallel {
   size_t next_launch_ = 0, launched_during_backward_ = 0;
   bool sync_ = true;
   double last_wait_seconds_ = 0;
-  // Waits for a collective; a failure (a rank gone, a timeout) becomes a lumen::Error.
-  void wait_for(c10d::Work& work, const char* what);
   std::vector<unsigned> hooks_;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;

@@ -425,7 +425,7 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
     const double step_start = now_seconds();
     Metrics metrics;
     optimizer.zero_grad();
-    double local_loss = 0;
+    double local_loss = 0, loss_value = 0;  // this rank's mean over its shards; the mean over ranks
     for (int64_t j = 0; j < local_shards; ++j) {
       const int64_t stream = step * shards + launch.rank + j * world;  // = step in one process
       auto gen = at::detail::createCPUGenerator(mix_seed(recipe.seed, static_cast<uint64_t>(stream), 1));
@@ -446,11 +446,10 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
         continue;
       }
       // Over all ranks, so that every rank stops together on a non-finite loss.
-      const double mean_loss = parallel ? parallel->mean(local_loss) : local_loss;
-      if (!std::isfinite(mean_loss))
-        throw Error(out, "the loss became " + std::to_string(mean_loss) + " at step " + std::to_string(step + 1) +
+      loss_value = parallel ? parallel->mean(local_loss) : local_loss;
+      if (!std::isfinite(loss_value))
+        throw Error(out, "the loss became " + std::to_string(loss_value) + " at step " + std::to_string(step + 1) +
                              " (lower optimizer.lr or raise warmup_steps; the last checkpoint is kept)");
-      local_loss = mean_loss;
       if (parallel) {
         parallel->set_sync(true);
         parallel->prepare_backward();
@@ -458,7 +457,6 @@ TrainResult run_training(const Recipe& recipe, const TrainOptions& options) {
       loss.backward();
       if (parallel) parallel->finish_backward();
     }
-    const double loss_value = local_loss;
     double grad_norm = 0;
     if (o.grad_clip > 0) grad_norm = torch::nn::utils::clip_grad_norm_(tensors, o.grad_clip);
     optimizer.step();
