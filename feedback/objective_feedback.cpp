@@ -303,16 +303,21 @@ class FeedbackObjective : public DiffusionObjective {
   }
 
   // Per image: the segmenter's loss against the shape labels [B,H,W], plus
-  // ShapesWorld's foreground rule (the judge's own mask) where it is weighted.
+  // ShapesWorld's foreground rule (the judge's own mask) and its background
+  // criterion where they are weighted.
   torch::Tensor perception_losses(const torch::Tensor& images, const torch::Tensor& logits, const torch::Tensor& shape_labels,
                                   const std::vector<std::string>& captions) {
     const auto reduction =
         spec_.perceptual_reduction == "pixels" ? LossReduction::pixels : LossReduction::shape_area;
     auto losses = perception_->image_losses(logits, segmenter_labels(perception_->config.classes, shape_labels, captions),
                                             reduction);
-    if (spec_.perceptual_foreground_weight > 0)
-      losses = losses + spec_.perceptual_foreground_weight *
-                            foreground_losses(images, background_colours(captions), shape_labels, reduction);
+    if (spec_.perceptual_foreground_weight > 0 || spec_.perceptual_background_weight > 0) {
+      const auto backgrounds = background_colours(captions);
+      if (spec_.perceptual_foreground_weight > 0)
+        losses = losses + spec_.perceptual_foreground_weight * foreground_losses(images, backgrounds, shape_labels, reduction);
+      if (spec_.perceptual_background_weight > 0)
+        losses = losses + spec_.perceptual_background_weight * background_losses(images, backgrounds);
+    }
     return losses;
   }
 

@@ -92,6 +92,20 @@ torch::Tensor foreground_losses(const torch::Tensor& images, const torch::Tensor
   return reduce_image_losses(per_pixel, labels, reduction);
 }
 
+torch::Tensor background_losses(const torch::Tensor& images, const torch::Tensor& backgrounds) {
+  const auto x = images.to(torch::kFloat);
+  const auto offset = (x - backgrounds.view({-1, 3, 1, 1})).mul(127.5);
+  torch::Tensor kept;
+  {
+    torch::NoGradGuard no_grad;
+    const auto foreground = (offset.pow(2).sum(1, true).sqrt() > shapes::kForegroundDistance).to(torch::kFloat);
+    const int64_t r = shapes::kBackgroundDilation;  // a (2r+1)² square, as the judge dilates
+    kept = 1 - F::max_pool2d(foreground, F::MaxPool2dFuncOptions(2 * r + 1).stride(1).padding(r));
+  }
+  const auto mean_offset = (offset * kept).sum({2, 3}) / kept.sum({2, 3}).clamp_min(1);
+  return mean_offset.pow(2).sum(1).add(1e-6).sqrt();
+}
+
 nlohmann::json to_json(const SegmenterConfig& c) {
   return {{"kind", "segmenter"}, {"resolution", c.resolution}, {"channels", c.channels}, {"classes", c.classes}};
 }

@@ -65,6 +65,14 @@ Segmenter load_segmenter(const std::string& folder);
 torch::Tensor foreground_losses(const torch::Tensor& images, const torch::Tensor& backgrounds, const torch::Tensor& labels,
                                 LossReduction reduction);
 
+// ShapesWorld's background criterion (SHAPES.md, judging step 5) made
+// differentiable: per image [B], the RGB distance (0-255 units) of the mean
+// colour of the pixels outside the judge's foreground mask dilated by 2 px to
+// the caption's background — the judge's `bg_error`. The mask is read from the
+// image itself, as the judge reads it, and held fixed; the gradient moves the
+// background pixels' colour. `backgrounds` [B,3] in [-1,1].
+torch::Tensor background_losses(const torch::Tensor& images, const torch::Tensor& backgrounds);
+
 // Mean intersection over union of predicted vs true foreground (any shape label).
 double foreground_iou(const torch::Tensor& logits, const torch::Tensor& labels);
 

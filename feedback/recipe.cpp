@@ -246,6 +246,7 @@ FeedbackSpec read_feedback(Fields f) {
     s.perceptual_weight = p.number("weight", s.perceptual_weight, 0, 1e6);
     s.perceptual_reduction = p.choice("reduction", s.perceptual_reduction, {"pixels", "shape_area"});
     s.perceptual_foreground_weight = p.number("foreground_weight", s.perceptual_foreground_weight, 0, 1e6);
+    s.perceptual_background_weight = p.number("background_weight", s.perceptual_background_weight, 0, 1e6);
     p.reject_unknown();
   }
   for (Fields r : f.children("rewards")) {

@@ -109,6 +109,9 @@ struct FeedbackSpec {
   // Weight of ShapesWorld's own foreground rule (foreground_losses) added to
   // the segmenter's loss, against the same annotation; 0: the segmenter alone.
   double perceptual_foreground_weight = 0;
+  // Weight of ShapesWorld's background criterion (background_losses, the
+  // judge's bg_error) added to the same per-image loss; 0: not used.
+  double perceptual_background_weight = 0;
   std::vector<RewardTerm> rewards;  // decoupled (or one global) rewards on x0 from pure noise
   // Adversarial feedback: a reward model made discriminator (real = renders).
   std::string adversarial_init;  // a `task: reward` folder; empty: no adversarial stage

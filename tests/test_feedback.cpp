@@ -84,7 +84,7 @@ feedback:
   steps: [1, 2]
   cfg_scale: 1.5
   guidance_rescale: 0.7
-  perceptual: {model: SEG, reduction: shape_area, foreground_weight: 0.5}
+  perceptual: {model: SEG, reduction: shape_area, foreground_weight: 0.5, background_weight: 0.5}
   rewards:
     - {model: COLOUR, weight: 1.0, alpha: 1.0}
     - {model: LAYOUT, weight: 0.5, alpha: 1.0}
@@ -424,6 +424,33 @@ TEST(FeedbackParts, ForegroundLossReadsTheJudgesMask) {
   auto x = blurred.clone().requires_grad_(true);
   foreground_losses(x, gray, labels, LossReduction::shape_area).sum().backward();
   EXPECT_GT(x.grad().abs().sum().item<double>(), 0);
+}
+
+TEST(FeedbackParts, BackgroundLossIsTheJudgesBgError) {
+  for (const std::string text : {"a small blue triangle at the top on a gray background",
+                                 "a large red circle in the center on a white background"}) {
+    const auto caption = *shapes::parse_caption(text);
+    const auto render = image_tensor(shapes::render(caption, 64, 64)).unsqueeze(0);
+    const auto background = background_colours({text});
+    // The background tinted unevenly (a left-to-right ramp), the shape kept.
+    const auto ramp = torch::linspace(0, 1, 64).view({1, 1, 1, 64}) * torch::tensor({-9.0, -4.0, -2.0}).view({1, 3, 1, 1});
+    const auto is_background = ((render - background.view({-1, 3, 1, 1})).abs().sum(1, true) < 1e-3).to(torch::kFloat);
+    const auto tinted = (render + is_background * ramp / 127.5).clamp(-1, 1);
+    // Read on the 8-bit image the judge reads.
+    const auto rgb = rgb_from_tensor(tinted[0].permute({1, 2, 0}).add(1).div(2));
+    const auto quantised = image_tensor(rgb).unsqueeze(0);
+    const double judged = shapes::judge(rgb, caption).bg_error;
+    EXPECT_GT(judged, 2) << text;
+    EXPECT_NEAR(background_losses(quantised, background).item<double>(), judged, 1e-3 * judged + 1e-3) << text;
+    EXPECT_LT(background_losses(render, background).item<double>(), 0.01) << text;
+    // The gradient reaches the background's pixels only, never the shape or its 2 px rim.
+    auto x = quantised.clone().requires_grad_(true);
+    background_losses(x, background).sum().backward();
+    const auto reached = (x.grad().abs().sum(1) > 0)[0];
+    const auto shape = label_map(caption, 64, 64, shapes::Jitter{}) > 0;
+    EXPECT_FALSE((reached & shape).any().item<bool>()) << text;
+    EXPECT_GT(reached.sum().item<int64_t>(), 2000) << text;
+  }
 }
 
 TEST(FeedbackParts, ActiveSelectionKeepsTheWorstDistinctPrompts) {
