@@ -133,6 +133,9 @@ class FeedbackObjective : public DiffusionObjective {
                             : style_loss(images, batch.images);
       check_finite(pefl, spec_.perceptual_model, step);
       metrics["pefl"] = pefl.item<double>();
+      // The judge's background error of these x0 predictions, whether or not
+      // it is weighted: what background_weight should move.
+      metrics["x0_bg_error"] = background_losses(images.detach(), background_colours(batch.captions)).mean().item<double>();
       total = total + spec_.perceptual_weight * pefl;
     }
     if (!rewards_.empty() || discriminator_) {

@@ -250,6 +250,7 @@ class MetricsLog {
                              {"held_out_pair_accuracy", false, {"reward: pairwise accuracy (held-out pairs)", {}, {}}},
                              // feedback learning: each term as logged (rewards should rise, losses fall)
                              {"pefl", false, {"perceptual feedback loss (segmentation of x0)", {}, {}}},
+                             {"x0_bg_error", false, {"background error of x0 (judge's bg_error, 0-255 RGB)", {}, {}}},
                              {"denoise", true, {"denoising loss (regulariser)", {}, {}}},
                              {"reward_colour", false, {"reward: colour (mean on x0)", {}, {}}},
                              {"reward_shape", false, {"reward: shape (mean on x0)", {}, {}}},

@@ -175,7 +175,7 @@ TEST_F(FeedbackTest, LoopTrainsALoraWithEveryFeedbackAndResumesExactly) {
   ASSERT_TRUE(unbroken.finished);
   for (double l : unbroken.losses) EXPECT_TRUE(std::isfinite(l));
   const auto keys = metric_keys("fb");
-  for (const char* k : {"pefl", "denoise", "reward_colour", "reward_layout", "d_loss", "g_loss", "prompt_kept_deficit"})
+  for (const char* k : {"pefl", "x0_bg_error", "denoise", "reward_colour", "reward_layout", "d_loss", "g_loss", "prompt_kept_deficit"})
     EXPECT_NE(std::find(keys.begin(), keys.end(), k), keys.end()) << k;
 
   // Stopped after 3 steps and resumed: the same losses and the same LoRA, bit for bit
