@@ -82,10 +82,16 @@ torch::Tensor SegmenterImpl::image_losses(const torch::Tensor& logits, const tor
   return reduce_image_losses(per_pixel, labels, reduction);
 }
 
+// Each pixel's RGB offset from its image's background [B,3,H,W], in the
+// judge's 0-255 units, from images in [-1,1] and backgrounds [B,3].
+static torch::Tensor offset_from_background(const torch::Tensor& images, const torch::Tensor& backgrounds) {
+  return (images.to(torch::kFloat) - backgrounds.view({-1, 3, 1, 1})).mul(127.5);
+}
+
 torch::Tensor foreground_losses(const torch::Tensor& images, const torch::Tensor& backgrounds, const torch::Tensor& labels,
                                 LossReduction reduction) {
   constexpr double kSoftness = 5;  // 0-255 RGB units
-  const auto distance = (images.to(torch::kFloat) - backgrounds.view({-1, 3, 1, 1})).mul(127.5).pow(2).sum(1).add(1e-6).sqrt();
+  const auto distance = offset_from_background(images, backgrounds).pow(2).sum(1).add(1e-6).sqrt();
   const auto soft_mask = torch::sigmoid((distance - shapes::kForegroundDistance) / kSoftness);
   const auto per_pixel = F::binary_cross_entropy(soft_mask, (labels > 0).to(torch::kFloat),
                                                  F::BinaryCrossEntropyFuncOptions().reduction(torch::kNone));
@@ -93,8 +99,7 @@ torch::Tensor foreground_losses(const torch::Tensor& images, const torch::Tensor
 }
 
 torch::Tensor background_losses(const torch::Tensor& images, const torch::Tensor& backgrounds) {
-  const auto x = images.to(torch::kFloat);
-  const auto offset = (x - backgrounds.view({-1, 3, 1, 1})).mul(127.5);
+  const auto offset = offset_from_background(images, backgrounds);
   torch::Tensor kept;
   {
     torch::NoGradGuard no_grad;
